@@ -1,0 +1,196 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+/**
+ * One entry of the error catalogue: a stable code, a message template whose `{name}`
+ * placeholders are filled from the error's params, and how it maps onto HTTP and gRPC.
+ */
+export interface ErrorSpec {
+  readonly message: string;
+  readonly http: number;
+  readonly grpc: GrpcStatus;
+}
+
+/**
+ * Every error Distillery raises on purpose, grouped by area. Routes and RPC handlers map
+ * these, and only these, to client-visible statuses; anything else is reported as an
+ * internal error with a generic message and logged in full.
+ */
+export const ERROR_CATALOGUE = {
+  // Configuration and command line
+  CONFIG_INVALID: { message: 'invalid configuration: {detail}', http: 500, grpc: GrpcStatus.INTERNAL },
+  CONFIG_FILE_MISSING: {
+    message: '{what} not found at {path}',
+    http: 500,
+    grpc: GrpcStatus.INTERNAL,
+  },
+
+  // Input data
+  DATA_FILE_MISSING: { message: 'data file not found: {path}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  DATA_EMPTY_FILE: { message: 'data file {path} is empty', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  DATA_MISSING_COLUMN: {
+    message: 'data file {path} lacks column "{column}"',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  DATA_NOT_NUMERIC: {
+    message: 'data file {path}, row {row}, column "{column}": "{value}" is not a number',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  DATA_BAD_LABEL: {
+    message: 'data file {path}, row {row}: label "{value}" is not one of {allowed}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  DATA_MALFORMED: { message: 'data file {path} cannot be parsed: {detail}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  DATA_TOO_FEW_ROWS: {
+    message: '{what} has {count} rows; at least {min} are needed',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  DATA_SINGLE_CLASS: {
+    message: '{what} holds only one class; both are needed to train and to measure AUC',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  DATA_UNKNOWN_DATASET: {
+    message: 'unknown dataset "{name}"; known: {known}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  DATA_TRANSFER_MISMATCH: {
+    message: 'local transfer set {path} has hash {actual}, the knowledge version expects {expected}',
+    http: 400,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+  },
+
+  // Models and training
+  MODEL_SHAPE_MISMATCH: {
+    message: '{what}: expected shape {expected}, got {actual}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  MODEL_NOT_FOUND: { message: 'no model at {path}', http: 404, grpc: GrpcStatus.NOT_FOUND },
+  TRAINING_DIVERGED: {
+    message: 'training diverged at epoch {epoch}: loss is {loss}',
+    http: 500,
+    grpc: GrpcStatus.INTERNAL,
+  },
+
+  // PKI and tokens
+  PKI_FILE_MISSING: { message: '{what} not found at {path}', http: 500, grpc: GrpcStatus.INTERNAL },
+  PKI_BAD_PEM: { message: '{what} at {path} is not a valid PEM {kind}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  PKI_ALREADY_EXISTS: {
+    message: '{what} already exists at {path}; pass --force to replace it',
+    http: 409,
+    grpc: GrpcStatus.ALREADY_EXISTS,
+  },
+  PKI_BAD_NAME: {
+    message: 'identity "{name}" must be 1-64 characters of a-z, 0-9, "-" and "."',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  TOKEN_MISSING: { message: 'an authorization bearer token is required', http: 401, grpc: GrpcStatus.UNAUTHENTICATED },
+  TOKEN_INVALID: { message: 'token rejected: {reason}', http: 401, grpc: GrpcStatus.UNAUTHENTICATED },
+  TOKEN_ROLE: {
+    message: 'role "{role}" may not {action}; it needs one of: {needed}',
+    http: 403,
+    grpc: GrpcStatus.PERMISSION_DENIED,
+  },
+
+  // Access control at the hub
+  PEER_UNAUTHENTICATED: {
+    message: 'a verified client certificate is required',
+    http: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+  },
+  PEER_NOT_ENROLLED: {
+    message: 'participant "{participant}" is not enrolled at this hub',
+    http: 403,
+    grpc: GrpcStatus.PERMISSION_DENIED,
+  },
+
+  // Knowledge versions and transport
+  VERSION_NOT_FOUND: { message: 'knowledge version "{id}" does not exist', http: 404, grpc: GrpcStatus.NOT_FOUND },
+  STREAM_NOT_FOUND: { message: 'knowledge stream "{name}" does not exist', http: 404, grpc: GrpcStatus.NOT_FOUND },
+  CHUNK_OUT_OF_RANGE: {
+    message: 'version "{id}" has {count} chunks; chunk {index} was asked for',
+    http: 400,
+    grpc: GrpcStatus.OUT_OF_RANGE,
+  },
+  CHUNK_HASH_MISMATCH: {
+    message: 'chunk {index} of version "{id}" failed verification: expected sha256 {expected}, got {actual}',
+    http: 502,
+    grpc: GrpcStatus.DATA_LOSS,
+  },
+  MANIFEST_HASH_MISMATCH: {
+    message: 'manifest of version "{id}" does not hash to its id (got {actual})',
+    http: 502,
+    grpc: GrpcStatus.DATA_LOSS,
+  },
+  MANIFEST_INVALID: { message: 'manifest of version "{id}" is invalid: {detail}', http: 502, grpc: GrpcStatus.DATA_LOSS },
+  REQUEST_INVALID: { message: 'invalid request: {detail}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+
+  // Registry
+  REGISTRY_UNAVAILABLE: {
+    message: 'registry database is unavailable: {detail}',
+    http: 503,
+    grpc: GrpcStatus.UNAVAILABLE,
+  },
+  REGISTRY_MIGRATION_FAILED: {
+    message: 'registry migration {name} failed: {detail}',
+    http: 500,
+    grpc: GrpcStatus.INTERNAL,
+  },
+  AUDIT_CURSOR_INVALID: { message: 'audit cursor "{cursor}" is invalid', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+
+  // Catch-all for faults that are not the caller's
+  INTERNAL: { message: 'internal error', http: 500, grpc: GrpcStatus.INTERNAL },
+} as const satisfies Record<string, ErrorSpec>;
+
+/** A code of the error catalogue. */
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+type Params = Record<string, string | number | boolean | bigint | null | undefined>;
+
+function renderMessage(template: string, params: Params): string {
+  return template.replace(/\{(\w+)\}/g, (whole, key: string) =>
+    key in params ? String(params[key]) : whole,
+  );
+}
+
+/**
+ * The one error class of Distillery. Its message is safe to show to the caller; `cause`
+ * (when given) is for the log only.
+ */
+export class DistilleryError extends Error {
+  readonly code: ErrorCode;
+  readonly params: Params;
+  readonly httpStatus: number;
+  readonly grpcStatus: GrpcStatus;
+
+  constructor(code: ErrorCode, params: Params = {}, options?: { cause?: unknown }) {
+    const spec: ErrorSpec = ERROR_CATALOGUE[code];
+    super(renderMessage(spec.message, params), options);
+    this.name = 'DistilleryError';
+    this.code = code;
+    this.params = params;
+    this.httpStatus = spec.http;
+    this.grpcStatus = spec.grpc;
+  }
+}
+
+/** Builds a catalogued error: `fail('VERSION_NOT_FOUND', { id })`. */
+export function fail(code: ErrorCode, params: Params = {}, options?: { cause?: unknown }) {
+  return new DistilleryError(code, params, options);
+}
+
+/** True for an error raised on purpose by Distillery (as opposed to a fault). */
+export function isDistilleryError(err: unknown): err is DistilleryError {
+  return err instanceof DistilleryError;
+}
+
+/** Narrows `code` checks in tests and handlers: `hasCode(err, 'DATA_EMPTY_FILE')`. */
+export function hasCode(err: unknown, code: ErrorCode): boolean {
+  return isDistilleryError(err) && err.code === code;
+}
