@@ -4,7 +4,7 @@
 // bank networks (and on CI here) its binary host is unreachable, so it is pointed at
 // /bin/false to stop the CLI from trying to download it.
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -33,7 +33,9 @@ if (existsSync(join(root, 'prisma', 'schema.prisma'))) {
 if (existsSync(join(root, 'proto', 'distillery', 'v1', 'knowledge.proto'))) {
   const out = join(root, 'services', 'generated', 'proto');
   rmSync(out, { recursive: true, force: true });
+  // The file name goes first: --includeDirs is an array option and would swallow it.
   run(bin('proto-loader-gen-types'), [
+    'distillery/v1/knowledge.proto',
     '--longs=String',
     '--enums=String',
     '--defaults',
@@ -41,8 +43,15 @@ if (existsSync(join(root, 'proto', 'distillery', 'v1', 'knowledge.proto'))) {
     '--grpcLib=@grpc/grpc-js',
     '--outDir',
     out,
-    '--includeDirs',
-    join(root, 'proto'),
-    'distillery/v1/knowledge.proto',
+    '--includeComments',
+    `--includeDirs=${join(root, 'proto')}`,
   ]);
+
+  // The generator writes extensionless relative imports; NodeNext resolution wants `.js`.
+  for (const entry of readdirSync(out, { recursive: true })) {
+    const file = join(out, String(entry));
+    if (!file.endsWith('.ts')) continue;
+    const text = readFileSync(file, 'utf8');
+    writeFileSync(file, text.replace(/from '(\.{1,2}\/[^']+)'/g, "from '$1.js'"));
+  }
 }

@@ -71,6 +71,17 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },
   MODEL_NOT_FOUND: { message: 'no model at {path}', http: 404, grpc: GrpcStatus.NOT_FOUND },
+  MODEL_INVALID: { message: 'model at {path} is invalid: {detail}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  MODEL_LAYER_UNKNOWN: {
+    message: 'model has no layer "{layer}"; it has: {known}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  MODEL_PREPROCESSOR_INVALID: {
+    message: 'preprocessor spec is invalid: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
   TRAINING_DIVERGED: {
     message: 'training diverged at epoch {epoch}: loss is {loss}',
     http: 500,
@@ -87,6 +98,11 @@ export const ERROR_CATALOGUE = {
   },
   PKI_BAD_NAME: {
     message: 'identity "{name}" must be 1-64 characters of a-z, 0-9, "-" and "."',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  PKI_BAD_CSR: {
+    message: 'certificate signing request rejected: {reason}',
     http: 400,
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },

@@ -1,0 +1,38 @@
+import { Command, CommanderError } from 'commander';
+import { isDistilleryError } from '../shared/errors.js';
+import { auditCommand } from './commands/audit.js';
+import { demoCommand } from './commands/demo.js';
+import { hubCommand } from './commands/hub.js';
+import { participantCommand } from './commands/participant.js';
+import { pkiCommand } from './commands/pki.js';
+import { splitCommand } from './commands/split.js';
+
+/** Builds the `distillery` command tree (exported so tests can check it against docs). */
+export function buildProgram(): Command {
+  return new Command('distillery')
+    .description('Federated knowledge distillation: share what a teacher model knows, never its data.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .addCommand(hubCommand())
+    .addCommand(participantCommand())
+    .addCommand(pkiCommand())
+    .addCommand(auditCommand())
+    .addCommand(demoCommand())
+    .addCommand(splitCommand());
+}
+
+/** Runs the CLI; errors become one clear line on standard error and exit code 1. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exit(err.exitCode);
+    }
+    const message = isDistilleryError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+    process.stderr.write(`distillery: ${message}\n`);
+    if (process.env.DISTILLERY_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exit(1);
+  }
+}

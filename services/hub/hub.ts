@@ -1,0 +1,157 @@
+import { Server as GrpcServer } from '@grpc/grpc-js';
+import { readFile } from 'node:fs/promises';
+import { fail } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { loadEngine, type Engine } from '../shared/ml/engine.js';
+import { loadKnowledgeProto } from '../shared/transport/proto.js';
+import { CHANNEL_OPTIONS } from '../shared/transport/limits.js';
+import { createTokenVerifier } from '../shared/tokens/index.js';
+import { openRegistry, type Registry } from '../registry/database.js';
+import { appendAccess } from '../registry/access-log.js';
+import { enrolParticipant } from '../registry/participants.js';
+import { Announcer } from './announcer.js';
+import { buildHttpApi, type HttpApi } from './http-api.js';
+import { createKnowledgeService } from './knowledge-service.js';
+import { listenMtls, type MtlsListener } from './mtls-listener.js';
+import { KnowledgePublisher, type HubDataFiles, type TeacherSettings } from './publisher.js';
+
+/** Everything a hub needs to start. Paths are the hub operator's own files. */
+export interface HubOptions {
+  /** The hub's state directory: embedded registry and saved teacher. */
+  stateDir: string;
+  files: HubDataFiles;
+  /** PostgreSQL URL; absent means the embedded PGlite registry under `stateDir`. */
+  databaseUrl?: string;
+  grpc: { host: string; port: number };
+  http: { host: string; port: number };
+  tls: { caCert: string; cert: string; key: string };
+  tokens: { publicKey: string; issuer: string; audience: string };
+  /** Participants enrolled at start (idempotent). */
+  enrol: string[];
+  teacher: TeacherSettings;
+  logger: Logger;
+  /** Engine to train with; default: the best that loads. */
+  engine?: Engine;
+}
+
+/** A started hub. */
+export interface RunningHub {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly registry: Registry;
+  readonly publisher: KnowledgePublisher;
+  readonly http: HttpApi;
+  /** Stops accepting, lets open calls end, closes the registry. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a hub: loads and checks its data, opens the registry (applying migrations),
+ * serves `distillery.v1.Knowledge` over mTLS and the operator/auditor API over HTTPS.
+ */
+export async function startHub(options: HubOptions): Promise<RunningHub> {
+  const { logger } = options;
+  const [caPem, certPem, keyPem, publicKeyPem] = await Promise.all([
+    readRequired(options.tls.caCert, 'CA certificate'),
+    readRequired(options.tls.cert, 'hub certificate'),
+    readRequired(options.tls.key, 'hub private key'),
+    readRequired(options.tokens.publicKey, 'token verification key'),
+  ]);
+  const engine = options.engine ?? (await loadEngine({ logger }));
+  const registry = await openRegistry({
+    ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+    dataDir: options.stateDir,
+    logger,
+  });
+
+  const cleanups: (() => Promise<void>)[] = [() => registry.close()];
+  const closeAll = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      await cleanup().catch((err: unknown) => logger.error({ err }, 'shutdown step failed'));
+    }
+  };
+
+  try {
+    for (const id of options.enrol) await enrolParticipant(registry.prisma, { id });
+
+    const announcer = new Announcer();
+    const publisher = new KnowledgePublisher({
+      registry,
+      announcer,
+      engine,
+      files: options.files,
+      stateDir: options.stateDir,
+      teacher: options.teacher,
+      logger,
+    });
+    await publisher.load();
+    cleanups.push(async () => publisher.dispose());
+
+    const grpcServer = new GrpcServer(CHANNEL_OPTIONS);
+    const proto = loadKnowledgeProto();
+    grpcServer.addService(
+      proto.distillery.v1.Knowledge.service,
+      createKnowledgeService({ registry, announcer, logger: logger.child({ component: 'grpc' }) }),
+    );
+    const listener: MtlsListener = await listenMtls({
+      host: options.grpc.host,
+      port: options.grpc.port,
+      caPem,
+      certPem,
+      keyPem,
+      grpcServer,
+      logger,
+      onRefused: async (refusal) => {
+        logger.info({ ...refusal }, 'TLS handshake refused');
+        await appendAccess(registry.prisma, {
+          actor: refusal.claimedIdentity ? `unverified:${refusal.claimedIdentity}` : 'anonymous',
+          action: 'handshake',
+          resource: 'grpc',
+          outcome: 'denied',
+          reason: refusal.reason,
+          peerAddress: refusal.peerAddress,
+        });
+      },
+    });
+    cleanups.push(() => listener.close());
+
+    const verifier = createTokenVerifier({
+      publicKeyPem,
+      issuer: options.tokens.issuer,
+      audience: options.tokens.audience,
+    });
+    const http = await buildHttpApi({
+      registry,
+      publisher,
+      verifier,
+      logger,
+      engine: engine.name,
+      https: { key: keyPem, cert: certPem },
+    });
+    await http.listen({ host: options.http.host, port: options.http.port });
+    cleanups.push(() => http.close());
+    const address = http.server.address();
+    const httpPort = typeof address === 'object' && address ? address.port : options.http.port;
+    logger.info({ grpcPort: listener.port, httpPort, engine: engine.name, registry: registry.kind }, 'hub ready');
+
+    return {
+      grpcPort: listener.port,
+      httpPort,
+      registry,
+      publisher,
+      http,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+async function readRequired(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw fail('CONFIG_FILE_MISSING', { what, path }, { cause: err });
+  }
+}

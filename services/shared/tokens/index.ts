@@ -1,0 +1,15 @@
+export { parseBearer } from './bearer.js';
+export { ACCESS_TOKEN_TYPE, issueAccessToken, type IssueAccessTokenOptions } from './issue.js';
+export { isRole, requireRole, ROLES, type Role } from './roles.js';
+export {
+  generateSigningKey,
+  keyIdOfJwk,
+  TOKEN_ALGORITHM,
+  type SigningKeyMaterial,
+} from './signing-key.js';
+export {
+  createTokenVerifier,
+  type TokenVerifier,
+  type TokenVerifierOptions,
+  type VerifiedToken,
+} from './verify.js';
