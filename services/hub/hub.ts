@@ -1,18 +1,13 @@
-import { Server as GrpcServer } from '@grpc/grpc-js';
 import { readFile } from 'node:fs/promises';
 import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { loadEngine, type Engine } from '../shared/ml/engine.js';
-import { loadKnowledgeProto } from '../shared/transport/proto.js';
-import { CHANNEL_OPTIONS } from '../shared/transport/limits.js';
 import { createTokenVerifier } from '../shared/tokens/index.js';
 import { openRegistry, type Registry } from '../registry/database.js';
-import { appendAccess } from '../registry/access-log.js';
 import { enrolParticipant } from '../registry/participants.js';
 import { Announcer } from './announcer.js';
 import { buildHttpApi, type HttpApi } from './http-api.js';
-import { createKnowledgeService } from './knowledge-service.js';
-import { listenMtls, type MtlsListener } from './mtls-listener.js';
+import { startKnowledgeServer } from './knowledge-server.js';
 import { KnowledgePublisher, type HubDataFiles, type TeacherSettings } from './publisher.js';
 
 /** Everything a hub needs to start. Paths are the hub operator's own files. */
@@ -87,31 +82,13 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await publisher.load();
     cleanups.push(async () => publisher.dispose());
 
-    const grpcServer = new GrpcServer(CHANNEL_OPTIONS);
-    const proto = loadKnowledgeProto();
-    grpcServer.addService(
-      proto.distillery.v1.Knowledge.service,
-      createKnowledgeService({ registry, announcer, logger: logger.child({ component: 'grpc' }) }),
-    );
-    const listener: MtlsListener = await listenMtls({
+    const listener = await startKnowledgeServer({
+      registry,
+      announcer,
       host: options.grpc.host,
       port: options.grpc.port,
-      caPem,
-      certPem,
-      keyPem,
-      grpcServer,
+      tls: { caPem, certPem, keyPem },
       logger,
-      onRefused: async (refusal) => {
-        logger.info({ ...refusal }, 'TLS handshake refused');
-        await appendAccess(registry.prisma, {
-          actor: refusal.claimedIdentity ? `unverified:${refusal.claimedIdentity}` : 'anonymous',
-          action: 'handshake',
-          resource: 'grpc',
-          outcome: 'denied',
-          reason: refusal.reason,
-          peerAddress: refusal.peerAddress,
-        });
-      },
     });
     cleanups.push(() => listener.close());
 

@@ -1,4 +1,4 @@
-import { credentials, type ClientReadableStream } from '@grpc/grpc-js';
+import { credentials, type ClientReadableStream, type Interceptor } from '@grpc/grpc-js';
 import type { Announcement__Output, Chunk__Output, KnowledgeClient } from '../shared/transport/proto.js';
 import { loadKnowledgeProto } from '../shared/transport/proto.js';
 import { CHANNEL_OPTIONS } from '../shared/transport/limits.js';
@@ -12,6 +12,8 @@ export interface HubClientOptions {
   keyPem: string | Buffer;
   /** Name to check the hub's certificate against, when it differs from the host. */
   serverName?: string;
+  /** grpc-js client interceptors, e.g. for metrics; none by default. */
+  interceptors?: Interceptor[];
 }
 
 /** The participant's view of a hub: the three calls of `distillery.v1.Knowledge`. */
@@ -36,6 +38,7 @@ export function createHubClient(options: HubClientOptions): HubClient {
   const client: KnowledgeClient = new proto.distillery.v1.Knowledge(options.address, channelCredentials, {
     ...CHANNEL_OPTIONS,
     ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName } : {}),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   });
 
   return {

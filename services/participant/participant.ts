@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { ClientReadableStream } from '@grpc/grpc-js';
+import type { ClientReadableStream, Interceptor } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -27,6 +27,8 @@ export interface ParticipantOptions {
   engine?: Engine;
   /** Called with each student's result. */
   onResult?: (result: StudentResult) => void;
+  /** grpc-js client interceptors for every call to the hub. */
+  interceptors?: Interceptor[];
   /** Reconnect backoff, first and largest pause; default 500 ms and 30 s. */
   backoffMs?: { initial: number; max: number };
 }
@@ -63,6 +65,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     certPem,
     keyPem,
     ...(options.hub.serverName ? { serverName: options.hub.serverName } : {}),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   });
   const backoff = options.backoffMs ?? { initial: 500, max: 30_000 };
   const results: StudentResult[] = [];

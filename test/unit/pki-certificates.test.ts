@@ -101,7 +101,9 @@ describe('issueClientCertificate, contents', () => {
   });
 
   it('defaults to 365 days and honours explicit bounds', async () => {
-    const plain = new X509Certificate((await issueClientCertificate(ca, { identity: 'a' })).certPem);
+    const plain = new X509Certificate(
+      (await issueClientCertificate(ca, { identity: 'a' })).certPem,
+    );
     const days = (Date.parse(plain.validTo) - Date.now()) / DAY_MS;
     expect(Math.round(days)).toBe(365);
 
@@ -212,10 +214,13 @@ describe('certificate signing request, round trip', () => {
   });
 
   it('ignores extensions the request asks for', async () => {
-    const csrPem = await requestFor([{ CN: ['bank-c'] }], [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'evil.example' }]),
-    ]);
+    const csrPem = await requestFor(
+      [{ CN: ['bank-c'] }],
+      [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'evil.example' }]),
+      ],
+    );
     const cert = new X509Certificate((await signCertificateSigningRequest(ca, csrPem)).certPem);
     expect(cert.ca).toBe(false);
     expect(cert.subjectAltName).toBe('URI:urn:distillery:participant:bank-c');

@@ -53,7 +53,14 @@ describe('initDevelopmentPki, files written', () => {
       operators: ['alice'],
     });
     const expected = pkiLayout(dir);
-    for (const field of ['caCert', 'caKey', 'hubCert', 'hubKey', 'jwtPrivateKey', 'jwks'] as const) {
+    for (const field of [
+      'caCert',
+      'caKey',
+      'hubCert',
+      'hubKey',
+      'jwtPrivateKey',
+      'jwks',
+    ] as const) {
       expect(layout[field]).toBe(expected[field]);
     }
     expect(layout.participant('bank-a')).toEqual({
@@ -82,7 +89,9 @@ describe('initDevelopmentPki, files written', () => {
     expect(bankA.checkIssued(ca) && bankA.verify(ca.publicKey)).toBe(true);
     expect(identityFromPeerCertificate(bankA.toLegacyObject())).toBe('bank-a');
     const hub = new X509Certificate(await readFile(layout.hubCert));
-    expect(hub.subjectAltName).toBe('DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1');
+    expect(hub.subjectAltName).toBe(
+      'DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+    );
   });
 
   it('writes the token key as PKCS#8 and SPKI PEM with a JWK Set of the same key', async () => {
@@ -92,14 +101,16 @@ describe('initDevelopmentPki, files written', () => {
     expect(privatePem.startsWith('-----BEGIN PRIVATE KEY-----')).toBe(true);
     expect(publicPem.startsWith('-----BEGIN PUBLIC KEY-----')).toBe(true);
 
-    const jwks = JSON.parse(await readFile(layout.jwks, 'utf8')) as { keys: Record<string, string>[] };
+    const jwks = JSON.parse(await readFile(layout.jwks, 'utf8')) as {
+      keys: Record<string, string>[];
+    };
     expect(jwks.keys).toHaveLength(1);
     const [jwk] = jwks.keys;
     expect(jwk).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(jwk!.d).toBeUndefined();
-    expect(createPublicKey({ key: jwk!, format: 'jwk' }).export({ type: 'spki', format: 'pem' })).toBe(
-      publicPem,
-    );
+    expect(
+      createPublicKey({ key: jwk!, format: 'jwk' }).export({ type: 'spki', format: 'pem' }),
+    ).toBe(publicPem);
   });
 });
 

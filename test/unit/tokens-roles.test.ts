@@ -18,8 +18,21 @@ describe('parseBearer', () => {
   });
 
   it('gives TOKEN_MISSING without a bearer token', () => {
-    for (const header of [undefined, '', 'Bearer', 'Bearer   ', 'Basic dXNlcjpwYXNz', 'Bearerabc']) {
-      expect(hasCode(thrown(() => parseBearer(header)), 'TOKEN_MISSING'), String(header)).toBe(true);
+    for (const header of [
+      undefined,
+      '',
+      'Bearer',
+      'Bearer   ',
+      'Basic dXNlcjpwYXNz',
+      'Bearerabc',
+    ]) {
+      expect(
+        hasCode(
+          thrown(() => parseBearer(header)),
+          'TOKEN_MISSING',
+        ),
+        String(header),
+      ).toBe(true);
     }
   });
 
@@ -32,7 +45,9 @@ describe('parseBearer', () => {
 
 describe('requireRole', () => {
   it('passes an allowed role', () => {
-    expect(() => requireRole({ role: 'auditor' }, ['auditor', 'operator'], 'read the log')).not.toThrow();
+    expect(() =>
+      requireRole({ role: 'auditor' }, ['auditor', 'operator'], 'read the log'),
+    ).not.toThrow();
   });
 
   it('gives TOKEN_ROLE naming the action and the roles needed', () => {

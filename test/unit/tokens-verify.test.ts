@@ -20,7 +20,11 @@ let verifier: TokenVerifier;
 beforeAll(async () => {
   key = await generateSigningKey();
   otherKey = await generateSigningKey();
-  verifier = createTokenVerifier({ publicKeyPem: key.publicKeyPem, issuer: ISSUER, audience: AUDIENCE });
+  verifier = createTokenVerifier({
+    publicKeyPem: key.publicKeyPem,
+    issuer: ISSUER,
+    audience: AUDIENCE,
+  });
 });
 
 function issue(overrides: Partial<Parameters<typeof issueAccessToken>[0]> = {}) {
@@ -89,7 +93,13 @@ describe('issueAccessToken and createTokenVerifier, round trip', () => {
 
   it('accepts a token expired within the clock tolerance', async () => {
     const now = nowSeconds();
-    const token = await signClaims({ iss: ISSUER, aud: AUDIENCE, sub: 'a', role: 'auditor', exp: now - 10 });
+    const token = await signClaims({
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'a',
+      role: 'auditor',
+      exp: now - 10,
+    });
     expect((await verifier.verify(token)).role).toBe('auditor');
   });
 
@@ -102,7 +112,13 @@ describe('issueAccessToken and createTokenVerifier, round trip', () => {
 describe('createTokenVerifier, refused tokens', () => {
   it('refuses a token expired beyond the tolerance', async () => {
     const now = nowSeconds();
-    const token = await signClaims({ iss: ISSUER, aud: AUDIENCE, sub: 'a', role: 'auditor', exp: now - 31 });
+    const token = await signClaims({
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'a',
+      role: 'auditor',
+      exp: now - 31,
+    });
     expect(await refusal(token)).toBe('token has expired');
   });
 
@@ -121,21 +137,40 @@ describe('createTokenVerifier, refused tokens', () => {
 
   it('refuses a token that is not yet valid', async () => {
     const now = nowSeconds();
-    const claims = { iss: ISSUER, aud: AUDIENCE, sub: 'a', role: 'auditor', nbf: now + 120, exp: now + 900 };
+    const claims = {
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'a',
+      role: 'auditor',
+      nbf: now + 120,
+      exp: now + 900,
+    };
     expect(await refusal(await signClaims(claims))).toBe('token is not yet valid');
   });
 
   it('refuses an unsigned alg:none token', async () => {
     const exp = nowSeconds() + 900;
     const header = base64url({ alg: 'none', typ: 'at+jwt' });
-    const payload = base64url({ iss: ISSUER, aud: AUDIENCE, sub: 'mallory', role: 'operator', exp });
+    const payload = base64url({
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'mallory',
+      role: 'operator',
+      exp,
+    });
     expect(await refusal(`${header}.${payload}.`)).toMatch(/^algorithm not allowed/);
   });
 
   it('refuses an HS256 token keyed with the public key PEM', async () => {
     const exp = nowSeconds() + 900;
     const header = base64url({ alg: 'HS256', typ: 'at+jwt' });
-    const payload = base64url({ iss: ISSUER, aud: AUDIENCE, sub: 'mallory', role: 'operator', exp });
+    const payload = base64url({
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'mallory',
+      role: 'operator',
+      exp,
+    });
     const mac = createHmac('sha256', Buffer.from(key.publicKeyPem))
       .update(`${header}.${payload}`)
       .digest('base64url');
@@ -149,7 +184,13 @@ describe('createTokenVerifier, refused tokens', () => {
 
   it('refuses a token whose payload was altered', async () => {
     const [header, , signature] = (await issue({ role: 'auditor' })).split('.');
-    const payload = base64url({ iss: ISSUER, aud: AUDIENCE, sub: 'alice', role: 'operator', exp: nowSeconds() + 900 });
+    const payload = base64url({
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'alice',
+      role: 'operator',
+      exp: nowSeconds() + 900,
+    });
     expect(await refusal(`${header}.${payload}.${signature}`)).toBe(
       'signature does not verify with the configured key',
     );
@@ -168,7 +209,13 @@ describe('createTokenVerifier, refused tokens', () => {
   });
 
   it('refuses a JWT of another type signed by the same key', async () => {
-    const claims = { iss: ISSUER, aud: AUDIENCE, sub: 'a', role: 'operator', exp: nowSeconds() + 900 };
+    const claims = {
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: 'a',
+      role: 'operator',
+      exp: nowSeconds() + 900,
+    };
     expect(await refusal(await signClaims(claims, { typ: 'JWT' }))).toMatch(/^not an access token/);
   });
 

@@ -182,7 +182,9 @@ export function writeRows(
 ): void {
   const lines: string[] = [columns.map(quoteCell).join(',')];
   for (const row of rows) {
-    lines.push(columns.map((column) => quoteCell(row[column] ?? '')).join(','));
+    const line = columns.map((column) => quoteCell(row[column] ?? '')).join(',');
+    // A one-column row with an empty cell would be a blank line, which readers skip.
+    lines.push(line === '' ? '""' : line);
   }
 
   mkdirSync(dirname(path), { recursive: true });

@@ -58,7 +58,8 @@ export interface IssueClientCertificateOptions extends ValidityOptions {
   validDays?: number;
 }
 
-const DNS_NAME_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+const DNS_NAME_PATTERN =
+  /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /**
  * Creates a self-signed ECDSA P-256 certificate authority: basicConstraints CA (critical, path
@@ -89,7 +90,10 @@ export async function createCertificateAuthority(
       signingAlgorithm: SIGNATURE_ALGORITHM,
       extensions: [
         new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webCrypto),
       ],
     },
@@ -166,7 +170,9 @@ export function clientContents(
     extensions: [
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identityUri(identity, role) }]),
+      new x509.SubjectAlternativeNameExtension([
+        { type: 'url', value: identityUri(identity, role) },
+      ]),
     ],
   };
 }

@@ -1,5 +1,5 @@
 import { access } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fail } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { generateSigningKey } from '../tokens/signing-key.js';
@@ -9,12 +9,7 @@ import {
   issueServerCertificate,
   type IssuedCertificate,
 } from './certificates.js';
-import {
-  ensurePrivateDirectory,
-  readPemFile,
-  writePrivateFile,
-  writePublicFile,
-} from './files.js';
+import { ensurePrivateDirectory, readPemFile, writePrivateFile, writePublicFile } from './files.js';
 import { assertValidIdentity, type CertificateRole } from './identity.js';
 
 /** Certificate and key files of one client. */
@@ -140,7 +135,7 @@ export async function initDevelopmentPki(
 
   for (const [role, identity] of clients) {
     const files = clientFiles(layout, role, identity);
-    await ensurePrivateDirectory(join(files.cert, '..'));
+    await ensurePrivateDirectory(dirname(files.cert));
     await writeCertificatePair(files, await issueClientCertificate(ca, { identity, role }));
   }
 
@@ -188,7 +183,7 @@ export async function issueParticipantFiles(
     validDays: options.validDays,
   });
 
-  await ensurePrivateDirectory(join(files.cert, '..'));
+  await ensurePrivateDirectory(dirname(files.cert));
   await writeCertificatePair(files, issued);
   options.logger?.info(
     { participant: identity, role, serialNumber: issued.serialNumber },

@@ -118,7 +118,10 @@ export interface LeafContents {
  * Signs a leaf certificate with the issuer's key, adding basicConstraints CA:false and the
  * subject and authority key identifiers.
  */
-export async function signLeaf(issuer: LoadedIssuer, leaf: LeafContents): Promise<SignedCertificate> {
+export async function signLeaf(
+  issuer: LoadedIssuer,
+  leaf: LeafContents,
+): Promise<SignedCertificate> {
   const cert = await x509.X509CertificateGenerator.create(
     {
       serialNumber: randomSerialNumber(),

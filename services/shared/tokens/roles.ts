@@ -18,7 +18,11 @@ export function isRole(value: unknown): value is Role {
  * @param allowed the roles that may perform the action.
  * @param action what is being attempted, for the message ("publish a version").
  */
-export function requireRole(principal: { role: Role }, allowed: readonly Role[], action: string): void {
+export function requireRole(
+  principal: { role: Role },
+  allowed: readonly Role[],
+  action: string,
+): void {
   if (!allowed.includes(principal.role)) {
     throw fail('TOKEN_ROLE', { role: principal.role, action, needed: allowed.join(', ') });
   }

@@ -1,0 +1,105 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../services/shared/logger.js';
+import { hasCode } from '../../services/shared/errors.js';
+import { initDevelopmentPki, type PkiLayout } from '../../services/shared/pki/index.js';
+import { loadEngine, type Engine } from '../../services/shared/ml/engine.js';
+import { startHub, type HubOptions } from '../../services/hub/hub.js';
+import { listVersions } from '../../services/registry/knowledge.js';
+import { splitFederation } from '../../services/cli/demo/split-federation.js';
+
+const logger = silentLogger();
+
+describe('a hub given bad input data', () => {
+  let dir: string;
+  let pki: PkiLayout;
+  let engine: Engine;
+  let privatePath: string;
+  let goodCsv: string;
+  let options: HubOptions;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'distillery-bad-input-'));
+    pki = await initDevelopmentPki(join(dir, 'pki'), { participants: ['bank-a'] });
+    const split = splitFederation({
+      input: 'data/lending_club.csv',
+      dataset: 'lending_club',
+      outDir: join(dir, 'parties'),
+      seed: 5,
+      participants: ['bank-a'],
+    });
+    privatePath = join(split.hubDir, 'private.csv');
+    goodCsv = await readFile(privatePath, 'utf8');
+    engine = await loadEngine({ logger });
+    options = {
+      // An on-disk embedded registry: what is stored must survive the failed starts.
+      stateDir: join(dir, 'hub-state'),
+      files: {
+        dataset: 'lending_club',
+        privateRows: privatePath,
+        transferRows: join(split.hubDir, 'transfer.csv'),
+      },
+      grpc: { host: '127.0.0.1', port: 0 },
+      http: { host: '127.0.0.1', port: 0 },
+      tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
+      tokens: { publicKey: pki.jwtPublicKey, issuer: 'i', audience: 'a' },
+      enrol: ['bank-a'],
+      teacher: { hidden: [16], dropout: 0, batchSize: 256, learningRate: 1e-3, patience: 1, seed: 5 },
+      logger,
+      engine,
+    };
+    const hub = await startHub(options);
+    await hub.publisher.publish({ stream: 'default', epochs: 1, temperature: 4, hiddenLayers: ['hidden_1'], actor: 't' });
+    await hub.close();
+  }, 300_000);
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const startWith = async (csv: string) => {
+    await writeFile(privatePath, csv);
+    return startHub(options).then(
+      async (hub) => {
+        await hub.close();
+        return null;
+      },
+      (err: unknown) => err,
+    );
+  };
+
+  it('refuses to start on a CSV lacking a column, naming it', async () => {
+    const lines = goodCsv.split('\n');
+    const header = lines[0].split(',');
+    const drop = header.indexOf('"int_rate"');
+    const cut = lines.map((l) => l.split(',').filter((_, i) => i !== drop).join(',')).join('\n');
+    const err = await startWith(cut);
+    expect(hasCode(err, 'DATA_MISSING_COLUMN')).toBe(true);
+    expect((err as Error).message).toContain('int_rate');
+  });
+
+  it('refuses to start on a non-numeric value, naming row and column', async () => {
+    const lines = goodCsv.split('\n');
+    lines[2] = lines[2].replace(/^[^,]+/, '"lots"');
+    const err = await startWith(lines.join('\n'));
+    expect(hasCode(err, 'DATA_NOT_NUMERIC')).toBe(true);
+    expect((err as Error).message).toMatch(/row 2.*funded_amnt/);
+  });
+
+  it('refuses to start on an empty file', async () => {
+    const err = await startWith('');
+    expect(hasCode(err, 'DATA_EMPTY_FILE')).toBe(true);
+  });
+
+  it('keeps every stored version through the failed starts', async () => {
+    const err = await startWith(goodCsv);
+    expect(err).toBeNull();
+    const { openRegistry } = await import('../../services/registry/database.js');
+    const registry = await openRegistry({ dataDir: options.stateDir, logger });
+    const versions = await listVersions(registry.prisma, 'default', {});
+    await registry.close();
+    expect(versions).toHaveLength(1);
+  });
+});

@@ -1,0 +1,178 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../services/shared/logger.js';
+import { initDevelopmentPki, type PkiLayout } from '../../services/shared/pki/index.js';
+import { createTokenVerifier, issueAccessToken } from '../../services/shared/tokens/index.js';
+import { openRegistry, type Registry } from '../../services/registry/database.js';
+import { appendAccess } from '../../services/registry/access-log.js';
+import { Announcer } from '../../services/hub/announcer.js';
+import { buildHttpApi, type HttpApi } from '../../services/hub/http-api.js';
+import { KnowledgePublisher } from '../../services/hub/publisher.js';
+import { loadEngine } from '../../services/shared/ml/engine.js';
+
+const logger = silentLogger();
+const ISSUER = 'test-consortium';
+const AUDIENCE = 'test-hub';
+
+describe('hub HTTP API', () => {
+  let dir: string;
+  let pki: PkiLayout;
+  let registry: Registry;
+  let app: HttpApi;
+  let signingKey: string;
+
+  const token = (role: 'operator' | 'auditor' | 'participant', extra: { audience?: string } = {}) =>
+    issueAccessToken({
+      privateKeyPem: signingKey,
+      issuer: ISSUER,
+      audience: extra.audience ?? AUDIENCE,
+      subject: `${role}-1`,
+      role,
+    });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'distillery-http-'));
+    pki = await initDevelopmentPki(join(dir, 'pki'), { participants: ['bank-a'] });
+    signingKey = await readFile(pki.jwtPrivateKey, 'utf8');
+    registry = await openRegistry({ databaseUrl: 'memory://', logger });
+    for (let i = 0; i < 5; i++) {
+      await appendAccess(registry.prisma, {
+        actor: i % 2 ? 'bank-a' : 'bank-b',
+        action: 'download',
+        resource: `version:${String(i).repeat(64)}`,
+        outcome: 'allowed',
+      });
+    }
+    const engine = await loadEngine({ logger });
+    const publisher = new KnowledgePublisher({
+      registry,
+      announcer: new Announcer(),
+      engine,
+      files: { dataset: 'lending_club', privateRows: '/nonexistent', transferRows: '/nonexistent' },
+      stateDir: dir,
+      teacher: { hidden: [8], dropout: 0, batchSize: 32, learningRate: 1e-3, patience: 2, seed: 0 },
+      logger,
+    });
+    app = await buildHttpApi({
+      registry,
+      publisher,
+      verifier: createTokenVerifier({
+        publicKeyPem: await readFile(pki.jwtPublicKey, 'utf8'),
+        issuer: ISSUER,
+        audience: AUDIENCE,
+      }),
+      logger,
+      engine: engine.name,
+    });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await registry?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves the access log to an auditor, filtered and paginated', async () => {
+    const auth = { authorization: `Bearer ${await token('auditor')}` };
+    const first = await app.inject({ method: 'GET', url: '/v1/audit/log?actor=bank-a&limit=1', headers: auth });
+    expect(first.statusCode).toBe(200);
+    const page1 = first.json() as { entries: { actor: string }[]; nextCursor: string };
+    expect(page1.entries).toHaveLength(1);
+    expect(page1.entries[0].actor).toBe('bank-a');
+
+    const second = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/log?actor=bank-a&limit=10&cursor=${encodeURIComponent(page1.nextCursor)}`,
+      headers: auth,
+    });
+    const page2 = second.json() as { entries: { actor: string }[]; nextCursor: string | null };
+    expect(page2.entries).toHaveLength(1);
+    expect(page2.nextCursor).toBeNull();
+  });
+
+  it('reports an intact chain to an auditor', async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/verify',
+      headers: { authorization: `Bearer ${await token('auditor')}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ ok: true });
+  });
+
+  it('refuses the audit API to an operator and logs the refusal', async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/log',
+      headers: { authorization: `Bearer ${await token('operator')}` },
+    });
+    expect(res.statusCode).toBe(403);
+    expect(res.json().error.code).toBe('TOKEN_ROLE');
+    const log = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/log?outcome=denied',
+      headers: { authorization: `Bearer ${await token('auditor')}` },
+    });
+    expect(log.json().entries.some((e: { actor: string }) => e.actor === 'operator-1')).toBe(true);
+  });
+
+  it('refuses a request without a token, and one for another audience', async () => {
+    const none = await app.inject({ method: 'GET', url: '/v1/audit/log' });
+    expect(none.statusCode).toBe(401);
+    expect(none.json().error.code).toBe('TOKEN_MISSING');
+    const wrong = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/log',
+      headers: { authorization: `Bearer ${await token('auditor', { audience: 'elsewhere' })}` },
+    });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().error.code).toBe('TOKEN_INVALID');
+  });
+
+  it('rejects a malformed publish body with a message naming the field', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/streams/default/versions',
+      headers: { authorization: `Bearer ${await token('operator')}` },
+      payload: { epochs: 'many' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('REQUEST_INVALID');
+    expect(res.json().error.message).toContain('epochs');
+  });
+
+  it('rejects a body that is not JSON', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/streams/default/versions',
+      headers: { authorization: `Bearer ${await token('operator')}`, 'content-type': 'application/json' },
+      payload: '{"epochs": 3',
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('REQUEST_INVALID');
+  });
+
+  it('answers 404 naming an unknown version id', async () => {
+    const id = 'd'.repeat(64);
+    const res = await app.inject({
+      method: 'GET',
+      url: `/v1/versions/${id}`,
+      headers: { authorization: `Bearer ${await token('operator')}` },
+    });
+    expect(res.statusCode).toBe(404);
+    expect(res.json().error).toMatchObject({ code: 'VERSION_NOT_FOUND' });
+    expect(res.json().error.message).toContain(id);
+  });
+
+  it('refuses the operator API to a participant token', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/participants',
+      headers: { authorization: `Bearer ${await token('participant')}` },
+      payload: { id: 'bank-z' },
+    });
+    expect(res.statusCode).toBe(403);
+  });
+});
