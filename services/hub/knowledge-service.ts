@@ -1,5 +1,6 @@
 import type {
   sendUnaryData,
+  ServiceError,
   ServerUnaryCall,
   ServerWritableStream,
   UntypedServiceImplementation,
@@ -133,7 +134,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
           }
         }).catch((err: unknown) => {
           logger.error({ err, participant: actor, stream }, 'announcement failed');
-          call.destroy(toServiceError(err, logger));
+          failStream(call, toServiceError(err, logger));
         });
       };
       unlisten = announcer.listen(stream, drain);
@@ -147,7 +148,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       if (actor !== 'anonymous' && !isPeerError(err)) {
         await recordFailure(call, actor, 'subscribe', resource, err);
       }
-      call.destroy(toServiceError(err, logger, { rpc: 'Subscribe' }));
+      failStream(call, toServiceError(err, logger, { rpc: 'Subscribe' }));
     }
   }
 
@@ -197,7 +198,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       logger.info({ participant: actor, version: id, fromIndex }, 'version sent');
     } catch (err) {
       if (actor !== 'anonymous' && !isPeerError(err)) await recordFailure(call, actor, 'download', resource, err);
-      call.destroy(toServiceError(err, logger, { rpc: 'FetchChunks' }));
+      failStream(call, toServiceError(err, logger, { rpc: 'FetchChunks' }));
     }
   }
 
@@ -206,6 +207,15 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     GetManifest: (call, callback) => void getManifest(call, callback),
     FetchChunks: (call) => void fetchChunks(call),
   } satisfies KnowledgeHandlers as KnowledgeHandlers & UntypedServiceImplementation;
+}
+
+/**
+ * Ends a server stream with an error status. `destroy(err)` would not do: grpc-js sends the
+ * status from the stream's final step, which a destroyed stream never reaches, and the
+ * client would wait for ever; the stream's own 'error' handler sets the status and ends it.
+ */
+function failStream(call: ServerWritableStream<unknown, unknown>, err: ServiceError): void {
+  call.emit('error', err);
 }
 
 /** Refusals of the peer itself are logged by `authorise`; do not log them twice. */

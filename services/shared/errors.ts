@@ -159,6 +159,12 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.INTERNAL,
   },
   AUDIT_CURSOR_INVALID: { message: 'audit cursor "{cursor}" is invalid', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  VERSION_EXISTS: {
+    message:
+      'knowledge version "{id}" is already published (stream "{stream}", sequence {sequence})',
+    http: 409,
+    grpc: GrpcStatus.ALREADY_EXISTS,
+  },
 
   // Catch-all for faults that are not the caller's
   INTERNAL: { message: 'internal error', http: 500, grpc: GrpcStatus.INTERNAL },

@@ -61,7 +61,10 @@ describe('fitPreprocessor on a hand-worked example', () => {
   });
 
   it('adds no missing level to a column that is never missing', () => {
-    const full = fitPreprocessor(ROWS.filter((row) => row.colour !== null), SCHEMA);
+    const full = fitPreprocessor(
+      ROWS.filter((row) => row.colour !== null),
+      SCHEMA,
+    );
     expect(full.categorical[0].levels).toEqual(['blue', 'red']);
   });
 });

@@ -58,7 +58,8 @@ describe('splitStratified with fractions below 1', () => {
 describe('splitStratified with invalid fractions', () => {
   it('rejects fractions adding up to more than 1, or outside [0, 1], with REQUEST_INVALID', () => {
     const labels = labelsWith(10, 2);
-    for (const fractions of [{ a: 0.6, b: 0.5 }, { a: -0.1 }, { a: Number.NaN }]) {
+    const cases: Record<string, number>[] = [{ a: 0.6, b: 0.5 }, { a: -0.1 }, { a: Number.NaN }];
+    for (const fractions of cases) {
       try {
         splitStratified(labels, fractions, 0);
         expect.unreachable();
