@@ -70,10 +70,15 @@ export async function listenMtls(options: MtlsListenerOptions): Promise<MtlsList
       claimedIdentity: typeof cn === 'string' && cn.length > 0 ? cn : null,
       reason,
     };
-    socket.destroy();
-    Promise.resolve(options.onRefused(refusal)).catch((err: unknown) =>
-      logger.error({ err, ...refusal }, 'refused connection could not be recorded'),
-    );
+    // Nothing from the socket is read while the refusal is recorded, and it is closed only
+    // afterwards, so that when the client sees the refusal the log already holds it.
+    socket.pause();
+    Promise.resolve()
+      .then(() => options.onRefused(refusal))
+      .catch((err: unknown) =>
+        logger.error({ err, ...refusal }, 'refused connection could not be recorded'),
+      )
+      .finally(() => socket.destroy());
   };
 
   server.on('secureConnection', (socket: TLSSocket) => {
