@@ -11,6 +11,7 @@ import {
   encodeRows,
   featureDim,
   fitPreprocessor,
+  DEFAULT_MIN_LEVEL_COUNT,
   MISSING_LEVEL,
   parsePreprocessorSpec,
 } from '../../services/shared/data/preprocessing.js';
@@ -34,8 +35,11 @@ const ROWS: RawRow[] = [
   { n: '10', flat: '5', colour: 'red' },
 ];
 
+// The hand-worked rows are too few for the default rare-level rule; it has its own tests.
+const KEEP_ALL = { minLevelCount: 1 };
+
 describe('fitPreprocessor on a hand-worked example', () => {
-  const spec = fitPreprocessor(ROWS, SCHEMA);
+  const spec = fitPreprocessor(ROWS, SCHEMA, KEEP_ALL);
 
   it('imputes the median of present values, then takes mean and population std of the imputed column', () => {
     // Present 1, 3, 10 → median 3; imputed column 1, 3, 3, 10.
@@ -64,13 +68,14 @@ describe('fitPreprocessor on a hand-worked example', () => {
     const full = fitPreprocessor(
       ROWS.filter((row) => row.colour !== null),
       SCHEMA,
+      KEEP_ALL,
     );
     expect(full.categorical[0].levels).toEqual(['blue', 'red']);
   });
 });
 
 describe('encodeRows', () => {
-  const spec = fitPreprocessor(ROWS, SCHEMA);
+  const spec = fitPreprocessor(ROWS, SCHEMA, KEEP_ALL);
   const { mean, std } = spec.numeric[0];
 
   it('standardises, imputes and one-hot encodes row-major', () => {
@@ -96,7 +101,7 @@ describe('encodeRows', () => {
 });
 
 describe('parsePreprocessorSpec', () => {
-  const spec = fitPreprocessor(ROWS, SCHEMA);
+  const spec = fitPreprocessor(ROWS, SCHEMA, KEEP_ALL);
 
   it('accepts a spec after a JSON round trip and returns an equal copy', () => {
     expect(parsePreprocessorSpec(JSON.parse(JSON.stringify(spec)))).toEqual(spec);
@@ -128,16 +133,16 @@ describe('parsePreprocessorSpec', () => {
 });
 
 describe('fitPreprocessor on the sample data', () => {
-  it('gives 119 features on lending_club, which has no missing cells', () => {
+  it('gives 119 features on lending_club with every level kept; it has no missing cells', () => {
     const { rows } = readLabelledRows(join(DATA, 'lending_club.csv'), LENDING_CLUB);
-    const spec = fitPreprocessor(rows, LENDING_CLUB);
+    const spec = fitPreprocessor(rows, LENDING_CLUB, KEEP_ALL);
     expect(featureDim(spec)).toBe(17 + 2 + 35 + 50 + 3 + 12);
     expect(spec.featureNames.some((name) => name.endsWith(MISSING_LEVEL))).toBe(false);
   });
 
   it('gives missing levels to Home, Marital and Job on credit_data and encodes finite values', () => {
     const { rows } = readLabelledRows(join(DATA, 'credit_data.csv'), CREDIT_DATA);
-    const spec = fitPreprocessor(rows, CREDIT_DATA);
+    const spec = fitPreprocessor(rows, CREDIT_DATA, KEEP_ALL);
     const withMissing = spec.categorical.filter((c) => c.levels.includes(MISSING_LEVEL));
     expect(withMissing.map((c) => c.column)).toEqual(['Home', 'Marital', 'Job']);
     const x = encodeRows(spec, rows);
@@ -147,5 +152,36 @@ describe('fitPreprocessor on the sample data', () => {
     let sum = 0;
     for (let r = 0; r < rows.length; r++) sum += x[r * dim];
     expect(Math.abs(sum / rows.length)).toBeLessThan(1e-5);
+  });
+});
+
+describe('fitPreprocessor with the default rare-level rule', () => {
+  const rows: RawRow[] = [
+    ...Array.from({ length: 12 }, () => ({ n: '1', flat: '5', colour: 'red' })),
+    ...Array.from({ length: 3 }, () => ({ n: '2', flat: '5', colour: 'teal' })),
+    ...Array.from({ length: 2 }, () => ({ n: '3', flat: '5', colour: null })),
+  ];
+  const spec = fitPreprocessor(rows, SCHEMA);
+
+  it(`publishes no level held by fewer than ${DEFAULT_MIN_LEVEL_COUNT} rows, missing included`, () => {
+    expect(spec.categorical[0].levels).toEqual(['red']);
+    expect(spec.featureNames.join(' ')).not.toContain('teal');
+  });
+
+  it('encodes a rare level as all zeros for its column', () => {
+    const x = encodeRows(spec, [{ n: '2', flat: '5', colour: 'teal' }]);
+    expect(Array.from(x.subarray(2))).toEqual([0]);
+  });
+
+  it('drops rare lending_club states but keeps the common ones', () => {
+    const { rows: all } = readLabelledRows(join(DATA, 'lending_club.csv'), LENDING_CLUB);
+    const states = fitPreprocessor(all, LENDING_CLUB).categorical.find(
+      (c) => c.column === 'addr_state',
+    )!;
+    const counts = new Map<string, number>();
+    for (const row of all) counts.set(row.addr_state!, (counts.get(row.addr_state!) ?? 0) + 1);
+    for (const [state, count] of counts) {
+      expect(states.levels.includes(state)).toBe(count >= DEFAULT_MIN_LEVEL_COUNT);
+    }
   });
 });

@@ -84,7 +84,7 @@ describe('trainTeacher on a synthetic task', () => {
   });
 
   it('stops early when validation AUC stops improving', async () => {
-    // A constant validation target-to-noise setting: with patience 1 it cannot run all 30.
+    // With patience 1 the first epoch that fails to improve ends training.
     const result = await trainTeacher(engine, { ...base, epochs: 30, patience: 1 });
     expect(result.epochsRun).toBeLessThan(30);
     expect(result.epochsRun - result.bestEpoch).toBe(1);
@@ -106,11 +106,13 @@ describe('trainTeacher on bad input', () => {
     );
   });
 
-  it('reports a non-finite loss as TRAINING_DIVERGED', async () => {
+  it('reports a non-finite loss as TRAINING_DIVERGED and frees the model it built', async () => {
     const x = train.x.slice();
     x[0] = Number.NaN;
+    const before = engine.tf.memory().numTensors;
     await expect(trainTeacher(engine, { ...base, x, epochs: 1 })).rejects.toSatisfy((err) =>
       hasCode(err, 'TRAINING_DIVERGED'),
     );
+    expect(engine.tf.memory().numTensors).toBe(before);
   });
 });

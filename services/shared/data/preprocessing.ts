@@ -2,6 +2,18 @@ import { fail } from '../errors.js';
 import type { RawRow } from './csv.js';
 import type { DatasetSchema } from './dataset-schema.js';
 
+/**
+ * Fewest fitting rows a categorical level needs for a feature of its own. Rarer levels are
+ * not published with the preprocessing (see fitCategorical).
+ */
+export const DEFAULT_MIN_LEVEL_COUNT = 10;
+
+/** Options of {@link fitPreprocessor}. */
+export interface FitPreprocessorOptions {
+  /** Default {@link DEFAULT_MIN_LEVEL_COUNT}; 1 keeps every level. */
+  minLevelCount?: number;
+}
+
 /** The level that stands for a missing categorical cell. */
 export const MISSING_LEVEL = '__missing__';
 
@@ -71,18 +83,29 @@ function fitNumeric(rows: readonly RawRow[], column: string): NumericColumnSpec 
   return { column, median: med, mean, std: std > 0 ? std : 1 };
 }
 
-function fitCategorical(rows: readonly RawRow[], column: string): CategoricalColumnSpec {
-  const seen = new Set<string>();
-  let missing = false;
+function fitCategorical(
+  rows: readonly RawRow[],
+  column: string,
+  minLevelCount: number,
+): CategoricalColumnSpec {
+  const counts = new Map<string, number>();
+  let missing = 0;
   for (const row of rows) {
     const cell = row[column];
-    if (cell == null || cell === MISSING_LEVEL) missing = true;
-    else seen.add(cell);
+    if (cell == null || cell === MISSING_LEVEL) missing++;
+    else counts.set(cell, (counts.get(cell) ?? 0) + 1);
   }
+  // The levels travel to every participant inside each knowledge version, so a level held
+  // by only a few of the hub's rows would tell them those rows exist (a state with one
+  // borrower, say). Levels rarer than `minLevelCount` get no feature of their own; rows
+  // holding them encode as all zeros for the column, like a level never seen.
+  const levels = [...counts.entries()]
+    .filter(([, count]) => count >= minLevelCount)
+    .map(([level]) => level)
+    .sort();
   // Missing gets a level only when the fitting rows have it, so that a column that is
   // never missing adds no feature that is always zero.
-  const levels = [...seen].sort();
-  if (missing) levels.push(MISSING_LEVEL);
+  if (missing >= minLevelCount) levels.push(MISSING_LEVEL);
   return { column, levels };
 }
 
@@ -103,11 +126,19 @@ function buildFeatureNames(
  * population standard deviation (1 where that is 0); for categorical columns one-hot
  * encoding over the sorted levels seen, with a missing cell as its own level
  * {@link MISSING_LEVEL} when some fitting row lacks it. A cell whose value is literally
- * `__missing__` is treated as missing.
+ * `__missing__` is treated as missing. Levels (missing included) held by fewer than
+ * `minLevelCount` rows get no feature of their own.
  */
-export function fitPreprocessor(rows: readonly RawRow[], schema: DatasetSchema): PreprocessorSpec {
+export function fitPreprocessor(
+  rows: readonly RawRow[],
+  schema: DatasetSchema,
+  options: FitPreprocessorOptions = {},
+): PreprocessorSpec {
+  const minLevelCount = options.minLevelCount ?? DEFAULT_MIN_LEVEL_COUNT;
   const numeric = schema.numeric.map((column) => fitNumeric(rows, column));
-  const categorical = schema.categorical.map((column) => fitCategorical(rows, column));
+  const categorical = schema.categorical.map((column) =>
+    fitCategorical(rows, column, minLevelCount),
+  );
   return {
     version: 1,
     dataset: schema.name,

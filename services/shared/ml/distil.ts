@@ -30,10 +30,10 @@ export interface StudentTeacherInput {
   x: Float32Array;
   /** Teacher logits on those rows, row-major `n × 2`. */
   logits: Float32Array;
-  /** Softening temperature; the reference protocol uses 4. */
-  temperature: number;
-  /** Weight of the distillation term in [0, 1]; the reference protocol uses 0.9. */
-  alpha: number;
+  /** Softening temperature, > 0; default 4, as in the reference protocol. */
+  temperature?: number;
+  /** Weight of the distillation term in [0, 1]; default 0.9, as in the reference protocol. */
+  alpha?: number;
 }
 
 /** Options of {@link trainStudent}. */
@@ -143,7 +143,15 @@ function checkOptions(options: TrainStudentOptions): void {
         actual: `${own.x.length} values`,
       });
     }
-    if (own.y.length === 0 && teacher.alpha !== 1) {
+    const alpha = teacher.alpha ?? STUDENT_DEFAULTS.alpha;
+    const T = teacher.temperature ?? STUDENT_DEFAULTS.temperature;
+    if (!(alpha >= 0 && alpha <= 1)) {
+      throw fail('REQUEST_INVALID', { detail: `teacher.alpha must be in [0, 1], got ${alpha}` });
+    }
+    if (!(Number.isFinite(T) && T > 0)) {
+      throw fail('REQUEST_INVALID', { detail: `teacher.temperature must be positive, got ${T}` });
+    }
+    if (own.y.length === 0 && alpha !== 1) {
       throw fail('DATA_TOO_FEW_ROWS', { what: 'student own rows', count: 0, min: 1 });
     }
   }
@@ -194,6 +202,8 @@ export async function trainStudent(
   const learningRate = options.learningRate ?? STUDENT_DEFAULTS.learningRate;
   const logger = options.logger ?? silentLogger();
   const classWeights = resolveClassWeights(options.classWeights, own.y);
+  const temperature = teacher?.temperature ?? STUDENT_DEFAULTS.temperature;
+  const alpha = teacher?.alpha ?? STUDENT_DEFAULTS.alpha;
 
   const started = performance.now();
   const model = buildMlp(tf, {
@@ -223,10 +233,12 @@ export async function trainStudent(
   const history: StudentEpoch[] = [];
   let best: { epoch: number; auc: number; weights?: tfjs.Tensor[] } = { epoch: 0, auc: -1 };
   let steps = 0;
+  // Running sum of the epoch's losses, read once per epoch to avoid a sync every step.
+  let total: tfjs.Tensor | undefined;
   try {
     for (let epoch = 1; epoch <= epochs; epoch++) {
       rng.shuffle(mainOrder);
-      let total: tfjs.Tensor = tf.scalar(0);
+      total = tf.scalar(0);
       let stepsThisEpoch = 0;
       for (let start = 0; start < nMain; start += batchSize) {
         const rows = Math.min(batchSize, nMain - start);
@@ -258,23 +270,23 @@ export async function trainStudent(
               const logits = applyLayers(tf, model, xb, { training: true });
               if (!teacher || !tb) return crossEntropy(tf, logits, yb, classWeights);
               // alpha = 1 with no own rows: pure distillation, and CE of nothing is NaN.
-              if (ownBatch === 0) return kdLoss(tf, logits, tb, teacher.temperature);
+              if (ownBatch === 0) return kdLoss(tf, logits, tb, temperature);
               return distillationLoss(tf, {
                 studentTransferLogits: tf.slice(logits, [0, 0], [rows, 2]),
                 teacherTransferLogits: tb,
                 studentOwnLogits: tf.slice(logits, [rows, 0], [ownBatch, 2]),
                 ownLabels: yb,
-                T: teacher.temperature,
-                alpha: teacher.alpha,
+                T: temperature,
+                alpha,
                 classWeights,
               });
             },
             true,
             variables,
           ) as tfjs.Scalar;
-          return tf.add(total, cost);
+          return tf.add(total as tfjs.Tensor, cost);
         });
-        total.dispose();
+        total?.dispose();
         total = next;
         steps++;
         stepsThisEpoch++;
@@ -299,7 +311,11 @@ export async function trainStudent(
       await new Promise(setImmediate);
     }
     if (best.weights) model.setWeights(best.weights);
+  } catch (err) {
+    model.dispose();
+    throw err;
   } finally {
+    total?.dispose();
     best.weights?.forEach((w) => w.dispose());
     optimizer.dispose();
   }

@@ -51,7 +51,7 @@ export interface TrainTeacherOptions {
   patience?: number;
   seed: number;
   logger?: Logger;
-  /** Continue training this teacher instead of building a new one. */
+  /** Continue training this teacher (with a fresh optimiser state) instead of a new one. */
   model?: tfjs.LayersModel;
 }
 
@@ -160,10 +160,12 @@ export async function trainTeacher(
   const history: TeacherEpoch[] = [];
   let best: { epoch: number; auc: number; weights?: tfjs.Tensor[] } = { epoch: 0, auc: -1 };
   let step = 0;
+  // Running sum of the epoch's losses, read once per epoch to avoid a sync every step.
+  let total: tfjs.Tensor | undefined;
   try {
     for (let epoch = 1; epoch <= epochs; epoch++) {
       rng.shuffle(order);
-      let total: tfjs.Tensor = tf.scalar(0);
+      total = tf.scalar(0);
       for (let start = 0; start < n; start += batchSize) {
         const rows = Math.min(batchSize, n - start);
         const xs = gatherRows(x, inputDim, order, start, rows, xBuffer);
@@ -178,9 +180,9 @@ export async function trainTeacher(
             true,
             variables,
           ) as tfjs.Scalar;
-          return tf.add(total, tf.mul(cost, rows));
+          return tf.add(total as tfjs.Tensor, tf.mul(cost, rows));
         });
-        total.dispose();
+        total?.dispose();
         total = next;
         await maybeYield();
       }
@@ -201,7 +203,12 @@ export async function trainTeacher(
       await new Promise(setImmediate);
     }
     if (best.weights) model.setWeights(best.weights);
+  } catch (err) {
+    // A teacher built here is the caller's only if training succeeds.
+    if (options.model === undefined) model.dispose();
+    throw err;
   } finally {
+    total?.dispose();
     disposeAll(best.weights);
     optimizer.dispose();
   }
