@@ -50,7 +50,13 @@ export function callHubApi<T = unknown>(call: HubApiCall): Promise<HubApiRespons
           try {
             resolve({ status: res.statusCode ?? 0, body: (text ? JSON.parse(text) : null) as T });
           } catch (err) {
-            reject(fail('REQUEST_INVALID', { detail: `hub answered non-JSON: ${text.slice(0, 200)}` }, { cause: err }));
+            reject(
+              fail(
+                'REQUEST_INVALID',
+                { detail: `hub answered non-JSON: ${text.slice(0, 200)}` },
+                { cause: err },
+              ),
+            );
           }
         });
       },

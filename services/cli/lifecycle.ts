@@ -4,7 +4,11 @@ import type { Logger } from '../shared/logger.js';
  * Runs `stop` once on SIGTERM or SIGINT, then exits: 0 when it finished, 1 when it threw
  * or took longer than `graceMs`. A second signal exits at once.
  */
-export function onShutdownSignal(logger: Logger, stop: () => Promise<void>, graceMs = 15_000): void {
+export function onShutdownSignal(
+  logger: Logger,
+  stop: () => Promise<void>,
+  graceMs = 15_000,
+): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
     if (stopping) {

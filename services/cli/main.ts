@@ -10,7 +10,9 @@ import { splitCommand } from './commands/split.js';
 /** Builds the `distillery` command tree (exported so tests can check it against docs). */
 export function buildProgram(): Command {
   return new Command('distillery')
-    .description('Federated knowledge distillation: share what a teacher model knows, never its data.')
+    .description(
+      'Federated knowledge distillation: share what a teacher model knows, never its data.',
+    )
     .version('0.1.0')
     .showHelpAfterError()
     .addCommand(hubCommand())
@@ -30,9 +32,14 @@ export async function main(argv: string[]): Promise<void> {
     if (err instanceof CommanderError) {
       process.exit(err.exitCode);
     }
-    const message = isDistilleryError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+    const message = isDistilleryError(err)
+      ? `${err.code}: ${err.message}`
+      : err instanceof Error
+        ? err.message
+        : String(err);
     process.stderr.write(`distillery: ${message}\n`);
-    if (process.env.DISTILLERY_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    if (process.env.DISTILLERY_DEBUG && err instanceof Error)
+      process.stderr.write(`${err.stack}\n`);
     process.exit(1);
   }
 }

@@ -81,20 +81,28 @@ export async function buildHttpApi(options: HttpApiOptions) {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   });
 
-  app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number; validationContext?: string }, request, reply) => {
-    if (isDistilleryError(err)) return sendError(reply, err);
-    if (err.validation) {
-      const detail = `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params)\/?/, '')}`;
-      return sendError(reply, fail('REQUEST_INVALID', { detail: detail.trim() }));
-    }
-    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
-      return sendError(reply, fail('REQUEST_INVALID', { detail: err.message }), err.statusCode);
-    }
-    request.log.error({ err }, 'request failed');
-    return sendError(reply, fail('INTERNAL'));
-  });
+  app.setErrorHandler(
+    (
+      err: Error & { validation?: unknown; statusCode?: number; validationContext?: string },
+      request,
+      reply,
+    ) => {
+      if (isDistilleryError(err)) return sendError(reply, err);
+      if (err.validation) {
+        const detail = `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params)\/?/, '')}`;
+        return sendError(reply, fail('REQUEST_INVALID', { detail: detail.trim() }));
+      }
+      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+        return sendError(reply, fail('REQUEST_INVALID', { detail: err.message }), err.statusCode);
+      }
+      request.log.error({ err }, 'request failed');
+      return sendError(reply, fail('INTERNAL'));
+    },
+  );
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url}` } }),
+    reply
+      .code(404)
+      .send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url}` } }),
   );
 
   /** A preHandler that admits only tokens with one of `roles`, logging refusals. */
@@ -130,7 +138,12 @@ export async function buildHttpApi(options: HttpApiOptions) {
     }
   };
 
-  const logAllowed = (request: FastifyRequest, action: string, resource: string, detail?: Record<string, unknown>) =>
+  const logAllowed = (
+    request: FastifyRequest,
+    action: string,
+    resource: string,
+    detail?: Record<string, unknown>,
+  ) =>
     appendAccess(prisma, {
       actor: request.caller?.subject ?? 'anonymous',
       action,
@@ -140,11 +153,15 @@ export async function buildHttpApi(options: HttpApiOptions) {
       ...(detail ? { detail } : {}),
     });
 
-  app.get('/health', { schema: { response: { 200: { type: 'object', additionalProperties: true } } } }, async () => ({
-    status: 'ok',
-    engine: options.engine,
-    registry: registry.kind,
-  }));
+  app.get(
+    '/health',
+    { schema: { response: { 200: { type: 'object', additionalProperties: true } } } },
+    async () => ({
+      status: 'ok',
+      engine: options.engine,
+      registry: registry.kind,
+    }),
+  );
 
   app.get(
     '/v1/participants',
@@ -177,7 +194,10 @@ export async function buildHttpApi(options: HttpApiOptions) {
 
   app.get<{ Params: { stream: string } }>(
     '/v1/streams/:stream/versions',
-    { preHandler: allow(['operator', 'auditor'], 'versions.list'), schema: { params: STREAM_PARAM } },
+    {
+      preHandler: allow(['operator', 'auditor'], 'versions.list'),
+      schema: { params: STREAM_PARAM },
+    },
     async (request) => {
       const versions = await listVersions(prisma, request.params.stream, {});
       return { versions: versions.map(versionSummary) };
@@ -275,7 +295,10 @@ export async function buildHttpApi(options: HttpApiOptions) {
         response: {
           200: {
             type: 'object',
-            properties: { entries: { type: 'array', items: ENTRY }, nextCursor: { type: ['string', 'null'] } },
+            properties: {
+              entries: { type: 'array', items: ENTRY },
+              nextCursor: { type: ['string', 'null'] },
+            },
           },
           400: errorBody,
         },
@@ -294,16 +317,23 @@ export async function buildHttpApi(options: HttpApiOptions) {
         ...(q.cursor ? { cursor: q.cursor } : {}),
       });
       // Logged after the read, so the page an auditor sees never contains its own query.
-      await logAllowed(request, 'audit.query', 'audit:log', { filter: q, returned: page.entries.length });
+      await logAllowed(request, 'audit.query', 'audit:log', {
+        filter: q,
+        returned: page.entries.length,
+      });
       return page;
     },
   );
 
-  app.get('/v1/audit/verify', { preHandler: allow(['auditor'], 'audit.verify') }, async (request) => {
-    const report = await verifyAccessChain(prisma);
-    await logAllowed(request, 'audit.verify', 'audit:log', { ok: report.ok });
-    return report;
-  });
+  app.get(
+    '/v1/audit/verify',
+    { preHandler: allow(['auditor'], 'audit.verify') },
+    async (request) => {
+      const report = await verifyAccessChain(prisma);
+      await logAllowed(request, 'audit.verify', 'audit:log', { ok: report.ok });
+      return report;
+    },
+  );
 
   return app;
 }

@@ -109,7 +109,10 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     cleanups.push(() => http.close());
     const address = http.server.address();
     const httpPort = typeof address === 'object' && address ? address.port : options.http.port;
-    logger.info({ grpcPort: listener.port, httpPort, engine: engine.name, registry: registry.kind }, 'hub ready');
+    logger.info(
+      { grpcPort: listener.port, httpPort, engine: engine.name, registry: registry.kind },
+      'hub ready',
+    );
 
     return {
       grpcPort: listener.port,

@@ -83,7 +83,13 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
   }
 
   /** Logs a request that failed after authorisation (unknown version, bad index). */
-  async function recordFailure(call: AnyCall, actor: string, action: string, resource: string, err: unknown) {
+  async function recordFailure(
+    call: AnyCall,
+    actor: string,
+    action: string,
+    resource: string,
+    err: unknown,
+  ) {
     const reason = err instanceof Error ? err.message : String(err);
     await record(call, actor, action, resource, 'error', { reason }).catch((logErr: unknown) =>
       logger.error({ err: logErr }, 'access log write failed'),
@@ -110,7 +116,8 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     let unlisten: (() => void) | undefined;
     try {
       actor = await authorise(call, 'subscribe', resource);
-      if (!STREAM_NAME.test(stream)) throw fail('REQUEST_INVALID', { detail: `stream name "${stream}"` });
+      if (!STREAM_NAME.test(stream))
+        throw fail('REQUEST_INVALID', { detail: `stream name "${stream}"` });
       const afterSequence = Number(call.request.afterSequence);
       if (!Number.isSafeInteger(afterSequence) || afterSequence < 0) {
         throw fail('REQUEST_INVALID', { detail: 'after_sequence must be a non-negative integer' });
@@ -124,18 +131,20 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       let lastSent = afterSequence;
       let pending = Promise.resolve();
       const drain = () => {
-        pending = pending.then(async () => {
-          if (call.cancelled) return;
-          const versions = await listVersions(prisma, stream, { afterSequence: lastSent });
-          for (const version of versions) {
+        pending = pending
+          .then(async () => {
             if (call.cancelled) return;
-            if (!call.write(toAnnouncement(version))) await once(call, 'drain');
-            lastSent = version.sequence;
-          }
-        }).catch((err: unknown) => {
-          logger.error({ err, participant: actor, stream }, 'announcement failed');
-          failStream(call, toServiceError(err, logger));
-        });
+            const versions = await listVersions(prisma, stream, { afterSequence: lastSent });
+            for (const version of versions) {
+              if (call.cancelled) return;
+              if (!call.write(toAnnouncement(version))) await once(call, 'drain');
+              lastSent = version.sequence;
+            }
+          })
+          .catch((err: unknown) => {
+            logger.error({ err, participant: actor, stream }, 'announcement failed');
+            failStream(call, toServiceError(err, logger));
+          });
       };
       unlisten = announcer.listen(stream, drain);
       call.on('cancelled', () => {
@@ -161,12 +170,17 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     let actor = 'anonymous';
     try {
       actor = await authorise(call, 'manifest', resource);
-      if (!isVersionId(id)) throw fail('REQUEST_INVALID', { detail: `version id "${id}" is not 64 hex digits` });
+      if (!isVersionId(id))
+        throw fail('REQUEST_INVALID', { detail: `version id "${id}" is not 64 hex digits` });
       const version = await getVersion(prisma, id);
       await record(call, actor, 'manifest', resource, 'allowed');
-      callback(null, { versionId: version.id, manifestJson: Buffer.from(version.manifestJson, 'utf8') });
+      callback(null, {
+        versionId: version.id,
+        manifestJson: Buffer.from(version.manifestJson, 'utf8'),
+      });
     } catch (err) {
-      if (actor !== 'anonymous' && !isPeerError(err)) await recordFailure(call, actor, 'manifest', resource, err);
+      if (actor !== 'anonymous' && !isPeerError(err))
+        await recordFailure(call, actor, 'manifest', resource, err);
       callback(toServiceError(err, logger, { rpc: 'GetManifest' }));
     }
   }
@@ -178,7 +192,8 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     let actor = 'anonymous';
     try {
       actor = await authorise(call, 'download', resource);
-      if (!isVersionId(id)) throw fail('REQUEST_INVALID', { detail: `version id "${id}" is not 64 hex digits` });
+      if (!isVersionId(id))
+        throw fail('REQUEST_INVALID', { detail: `version id "${id}" is not 64 hex digits` });
       const version = await getVersion(prisma, id);
       if (fromIndex > version.chunkCount) {
         throw fail('CHUNK_OUT_OF_RANGE', { id, count: version.chunkCount, index: fromIndex });
@@ -197,7 +212,8 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       call.end();
       logger.info({ participant: actor, version: id, fromIndex }, 'version sent');
     } catch (err) {
-      if (actor !== 'anonymous' && !isPeerError(err)) await recordFailure(call, actor, 'download', resource, err);
+      if (actor !== 'anonymous' && !isPeerError(err))
+        await recordFailure(call, actor, 'download', resource, err);
       failStream(call, toServiceError(err, logger, { rpc: 'FetchChunks' }));
     }
   }

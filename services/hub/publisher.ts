@@ -22,7 +22,11 @@ import { loadModel, saveModel } from '../shared/ml/model-io.js';
 import { predictPositive } from '../shared/ml/predict.js';
 import { computeTeacherStates } from '../shared/ml/states.js';
 import { trainTeacher } from '../shared/ml/teacher.js';
-import { serialiseManifest, versionIdOf, type KnowledgeManifest } from '../shared/knowledge/manifest.js';
+import {
+  serialiseManifest,
+  versionIdOf,
+  type KnowledgeManifest,
+} from '../shared/knowledge/manifest.js';
 import { packTensors, type TensorInput } from '../shared/knowledge/tensor-pack.js';
 import { DEFAULT_CHUNK_BYTES } from '../shared/transport/limits.js';
 import type { Registry } from '../registry/database.js';
@@ -144,7 +148,11 @@ export class KnowledgePublisher {
     const parts = splitStratified(labelled.labels, { train: 0.85, validation: 0.15 }, teacher.seed);
     const transferRows = readUnlabelledRows(files.transferRows, schema);
     const transferX = encodeRows(spec, transferRows);
-    const transferBytes = new Uint8Array(transferX.buffer, transferX.byteOffset, transferX.byteLength);
+    const transferBytes = new Uint8Array(
+      transferX.buffer,
+      transferX.byteOffset,
+      transferX.byteLength,
+    );
 
     let test: LoadedHubData['test'];
     if (files.testRows && existsSync(files.testRows)) {
@@ -157,7 +165,11 @@ export class KnowledgePublisher {
       inputDim,
       train: selectRows(x, labelled.labels, inputDim, parts.train),
       validation: selectRows(x, labelled.labels, inputDim, parts.validation),
-      transfer: { x: transferX, rows: transferRows.length, encodedSha256: sha256Hex(transferBytes) },
+      transfer: {
+        x: transferX,
+        rows: transferRows.length,
+        encodedSha256: sha256Hex(transferBytes),
+      },
       test,
     };
     logger.info(
@@ -210,10 +222,16 @@ export class KnowledgePublisher {
         });
       }
     }
-    const states = computeTeacherStates(engine, trained.model, data.transfer.x, data.transfer.rows, {
-      temperature: request.temperature,
-      hiddenLayers: request.hiddenLayers,
-    });
+    const states = computeTeacherStates(
+      engine,
+      trained.model,
+      data.transfer.x,
+      data.transfer.rows,
+      {
+        temperature: request.temperature,
+        hiddenLayers: request.hiddenLayers,
+      },
+    );
     const n = data.transfer.rows;
     const tensors: TensorInput[] = [
       { name: 'logits', kind: 'logits', shape: [n, 2], values: states.logits },
@@ -271,7 +289,11 @@ export class KnowledgePublisher {
       action: 'publish',
       resource: `version:${id}`,
       outcome: 'allowed',
-      detail: { stream: request.stream, sequence: stored.sequence, temperature: request.temperature },
+      detail: {
+        stream: request.stream,
+        sequence: stored.sequence,
+        temperature: request.temperature,
+      },
     });
     await this.#saveTeacher(id);
     announcer.announce({ stream: request.stream, sequence: stored.sequence });
@@ -318,7 +340,11 @@ export class KnowledgePublisher {
     const dir = join(this.#options.stateDir, 'teacher');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await saveModel(teacher.model, dir);
-    const meta = { versionId, epochsTrained: teacher.epochsTrained, validationAuc: teacher.validationAuc };
+    const meta = {
+      versionId,
+      epochsTrained: teacher.epochsTrained,
+      validationAuc: teacher.validationAuc,
+    };
     await writeFile(join(dir, 'teacher.json'), JSON.stringify(meta, null, 2), { mode: 0o600 });
   }
 

@@ -162,7 +162,9 @@ export class Distiller {
     const test = readLabelledRows(this.files.testRows, schema);
 
     const transferX = encodeRows(spec, transferRows);
-    const encodedSha256 = sha256Hex(new Uint8Array(transferX.buffer, transferX.byteOffset, transferX.byteLength));
+    const encodedSha256 = sha256Hex(
+      new Uint8Array(transferX.buffer, transferX.byteOffset, transferX.byteLength),
+    );
     if (encodedSha256 !== manifest.transferSet.encodedSha256) {
       throw fail('DATA_TRANSFER_MISMATCH', {
         path: this.files.transferRows,
@@ -197,7 +199,11 @@ export class Distiller {
     });
     const scores = predictPositive(engine, model, data.test.x, data.test.rows);
     model.dispose();
-    const baseline = { auc: rocAuc(scores, data.test.y), prAuc: prAuc(scores, data.test.y), ms: performance.now() - started };
+    const baseline = {
+      auc: rocAuc(scores, data.test.y),
+      prAuc: prAuc(scores, data.test.y),
+      ms: performance.now() - started,
+    };
     this.#baselines.set(key, baseline);
     return baseline;
   }

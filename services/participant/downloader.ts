@@ -47,7 +47,13 @@ export async function downloadVersion(
   if (existsSync(complete)) {
     const blob = new Uint8Array(await readFile(complete));
     if (verifiedPrefix(manifest, blob) === manifest.chunks.length) {
-      return { manifest, blob, resumedFromChunk: manifest.chunks.length, bytesReceived: 0, durationMs: 0 };
+      return {
+        manifest,
+        blob,
+        resumedFromChunk: manifest.chunks.length,
+        bytesReceived: 0,
+        durationMs: 0,
+      };
     }
     logger.warn({ version: versionId }, 'stored version failed verification; downloading again');
     await rename(complete, partial);
@@ -104,7 +110,10 @@ export async function downloadVersion(
 
   const size = (await stat(partial).catch(() => ({ size: 0 }))).size;
   if (size !== manifest.totalBytes) {
-    throw fail('MANIFEST_INVALID', { id: versionId, detail: `assembled ${size} of ${manifest.totalBytes} bytes` });
+    throw fail('MANIFEST_INVALID', {
+      id: versionId,
+      detail: `assembled ${size} of ${manifest.totalBytes} bytes`,
+    });
   }
   await rename(partial, complete);
   const blob = new Uint8Array(await readFile(complete));

@@ -1,5 +1,9 @@
 import { credentials, type ClientReadableStream, type Interceptor } from '@grpc/grpc-js';
-import type { Announcement__Output, Chunk__Output, KnowledgeClient } from '../shared/transport/proto.js';
+import type {
+  Announcement__Output,
+  Chunk__Output,
+  KnowledgeClient,
+} from '../shared/transport/proto.js';
 import { loadKnowledgeProto } from '../shared/transport/proto.js';
 import { CHANNEL_OPTIONS } from '../shared/transport/limits.js';
 
@@ -35,14 +39,19 @@ export function createHubClient(options: HubClientOptions): HubClient {
     Buffer.from(options.keyPem),
     Buffer.from(options.certPem),
   );
-  const client: KnowledgeClient = new proto.distillery.v1.Knowledge(options.address, channelCredentials, {
-    ...CHANNEL_OPTIONS,
-    ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName } : {}),
-    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
-  });
+  const client: KnowledgeClient = new proto.distillery.v1.Knowledge(
+    options.address,
+    channelCredentials,
+    {
+      ...CHANNEL_OPTIONS,
+      ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName } : {}),
+      ...(options.interceptors ? { interceptors: options.interceptors } : {}),
+    },
+  );
 
   return {
-    subscribe: (stream, afterSequence) => client.Subscribe({ stream, afterSequence: String(afterSequence) }),
+    subscribe: (stream, afterSequence) =>
+      client.Subscribe({ stream, afterSequence: String(afterSequence) }),
     getManifest: (versionId) =>
       new Promise<Buffer>((resolve, reject) => {
         client.GetManifest({ versionId }, (err, response) => {

@@ -7,7 +7,12 @@ import { loadEngine, type Engine } from '../shared/ml/engine.js';
 import type { Announcement__Output } from '../shared/transport/proto.js';
 import { isTransient } from '../shared/transport/status.js';
 import { createHubClient, type HubClient } from './hub-client.js';
-import { Distiller, type ParticipantDataFiles, type StudentResult, type StudentSettings } from './distiller.js';
+import {
+  Distiller,
+  type ParticipantDataFiles,
+  type StudentResult,
+  type StudentSettings,
+} from './distiller.js';
 import { downloadVersion } from './downloader.js';
 import { LocalStore } from './local-store.js';
 
@@ -79,7 +84,11 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     log.info('version announced');
     const downloaded = await downloadVersion(client, store, a.versionId, log);
     log.info(
-      { bytes: downloaded.bytesReceived, resumedFromChunk: downloaded.resumedFromChunk, durationMs: downloaded.durationMs },
+      {
+        bytes: downloaded.bytesReceived,
+        resumedFromChunk: downloaded.resumedFromChunk,
+        durationMs: downloaded.durationMs,
+      },
       'version downloaded and verified',
     );
     const result = await distiller.distil(
@@ -92,7 +101,12 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     await store.writeState({ stream: options.stream, lastSequence: sequence });
     results.push(result);
     log.info(
-      { params: result.params, auc: result.auc, aucWithoutTeacher: result.aucWithoutTeacher, compression: result.compression },
+      {
+        params: result.params,
+        auc: result.auc,
+        aucWithoutTeacher: result.aucWithoutTeacher,
+        compression: result.compression,
+      },
       'student distilled',
     );
     options.onResult?.(result);
@@ -104,7 +118,8 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     const stream = client.subscribe(options.stream, state.lastSequence);
     current = stream;
     for await (const announcement of stream as AsyncIterable<Announcement__Output>) {
-      if (Number(announcement.sequence) <= (await store.readState(options.stream)).lastSequence) continue;
+      if (Number(announcement.sequence) <= (await store.readState(options.stream)).lastSequence)
+        continue;
       await processAnnouncement(announcement);
       if (options.exitAfter !== undefined && results.length >= options.exitAfter) return true;
       if (stopping) return true;
@@ -122,7 +137,13 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
       } catch (err) {
         if (stopping && (err as { code?: number }).code === GrpcStatus.CANCELLED) break;
         if (!isTransient(err)) throw describeHubError(err);
-        logger.warn({ err: { code: (err as { code?: number }).code, message: (err as Error).message }, pauseMs: pause }, 'hub unreachable; retrying');
+        logger.warn(
+          {
+            err: { code: (err as { code?: number }).code, message: (err as Error).message },
+            pauseMs: pause,
+          },
+          'hub unreachable; retrying',
+        );
       }
       await new Promise<void>((resolve) => {
         wake = resolve;
@@ -155,10 +176,13 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
 function describeHubError(err: unknown) {
   const e = err as { code?: number; details?: string; message?: string };
   const detail = e.details ?? e.message ?? String(err);
-  return Object.assign(new Error(`hub refused the participant: ${detail} (gRPC status ${e.code})`), {
-    code: e.code,
-    cause: err,
-  });
+  return Object.assign(
+    new Error(`hub refused the participant: ${detail} (gRPC status ${e.code})`),
+    {
+      code: e.code,
+      cause: err,
+    },
+  );
 }
 
 async function readRequired(path: string, what: string): Promise<string> {

@@ -239,8 +239,9 @@ export async function verifyAccessChain(db: RegistryDb): Promise<ChainVerificati
   let entries = 0;
 
   for (;;) {
+    // The first page has no lower bound, so that a row numbered 0 or below is seen too.
     const rows = await db.accessLogEntry.findMany({
-      where: { sequence: { gte: expected } },
+      ...(entries > 0 ? { where: { sequence: { gte: expected } } } : {}),
       orderBy: { sequence: 'asc' },
       take: VERIFY_PAGE,
     });
@@ -271,6 +272,12 @@ function checkEntry(
   expected: bigint,
   prevHash: string,
 ): { sequence: string; problem: string } | null {
+  if (row.sequence < expected) {
+    return {
+      sequence: row.sequence.toString(),
+      problem: `entry ${row.sequence} lies outside the numbering, which starts at 1`,
+    };
+  }
   if (row.sequence !== expected) {
     return {
       sequence: expected.toString(),
@@ -280,7 +287,10 @@ function checkEntry(
   const sequence = row.sequence.toString();
   if (row.prevHash !== prevHash) {
     const before = expected === 1n ? 'the genesis hash' : `the hash of entry ${expected - 1n}`;
-    return { sequence, problem: `prevHash is not ${before}: the entry was moved or inserted` };
+    return {
+      sequence,
+      problem: `prevHash is not ${before}: an entry was altered, moved or inserted here`,
+    };
   }
   const record = toRecord(row);
   if (hashAccessEntry(record) !== row.hash) {

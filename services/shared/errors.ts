@@ -17,7 +17,11 @@ export interface ErrorSpec {
  */
 export const ERROR_CATALOGUE = {
   // Configuration and command line
-  CONFIG_INVALID: { message: 'invalid configuration: {detail}', http: 500, grpc: GrpcStatus.INTERNAL },
+  CONFIG_INVALID: {
+    message: 'invalid configuration: {detail}',
+    http: 500,
+    grpc: GrpcStatus.INTERNAL,
+  },
   CONFIG_FILE_MISSING: {
     message: '{what} not found at {path}',
     http: 500,
@@ -25,8 +29,16 @@ export const ERROR_CATALOGUE = {
   },
 
   // Input data
-  DATA_FILE_MISSING: { message: 'data file not found: {path}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
-  DATA_EMPTY_FILE: { message: 'data file {path} is empty', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  DATA_FILE_MISSING: {
+    message: 'data file not found: {path}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  DATA_EMPTY_FILE: {
+    message: 'data file {path} is empty',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
   DATA_MISSING_COLUMN: {
     message: 'data file {path} lacks column "{column}"',
     http: 400,
@@ -42,7 +54,11 @@ export const ERROR_CATALOGUE = {
     http: 400,
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },
-  DATA_MALFORMED: { message: 'data file {path} cannot be parsed: {detail}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  DATA_MALFORMED: {
+    message: 'data file {path} cannot be parsed: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
   DATA_TOO_FEW_ROWS: {
     message: '{what} has {count} rows; at least {min} are needed',
     http: 400,
@@ -59,7 +75,8 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },
   DATA_TRANSFER_MISMATCH: {
-    message: 'local transfer set {path} has hash {actual}, the knowledge version expects {expected}',
+    message:
+      'local transfer set {path} has hash {actual}, the knowledge version expects {expected}',
     http: 400,
     grpc: GrpcStatus.FAILED_PRECONDITION,
   },
@@ -71,7 +88,11 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },
   MODEL_NOT_FOUND: { message: 'no model at {path}', http: 404, grpc: GrpcStatus.NOT_FOUND },
-  MODEL_INVALID: { message: 'model at {path} is invalid: {detail}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  MODEL_INVALID: {
+    message: 'model at {path} is invalid: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
   MODEL_LAYER_UNKNOWN: {
     message: 'model has no layer "{layer}"; it has: {known}',
     http: 400,
@@ -90,7 +111,11 @@ export const ERROR_CATALOGUE = {
 
   // PKI and tokens
   PKI_FILE_MISSING: { message: '{what} not found at {path}', http: 500, grpc: GrpcStatus.INTERNAL },
-  PKI_BAD_PEM: { message: '{what} at {path} is not a valid PEM {kind}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  PKI_BAD_PEM: {
+    message: '{what} at {path} is not a valid PEM {kind}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
   PKI_ALREADY_EXISTS: {
     message: '{what} already exists at {path}; pass --force to replace it',
     http: 409,
@@ -106,8 +131,16 @@ export const ERROR_CATALOGUE = {
     http: 400,
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },
-  TOKEN_MISSING: { message: 'an authorization bearer token is required', http: 401, grpc: GrpcStatus.UNAUTHENTICATED },
-  TOKEN_INVALID: { message: 'token rejected: {reason}', http: 401, grpc: GrpcStatus.UNAUTHENTICATED },
+  TOKEN_MISSING: {
+    message: 'an authorization bearer token is required',
+    http: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+  },
+  TOKEN_INVALID: {
+    message: 'token rejected: {reason}',
+    http: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+  },
   TOKEN_ROLE: {
     message: 'role "{role}" may not {action}; it needs one of: {needed}',
     http: 403,
@@ -127,15 +160,24 @@ export const ERROR_CATALOGUE = {
   },
 
   // Knowledge versions and transport
-  VERSION_NOT_FOUND: { message: 'knowledge version "{id}" does not exist', http: 404, grpc: GrpcStatus.NOT_FOUND },
-  STREAM_NOT_FOUND: { message: 'knowledge stream "{name}" does not exist', http: 404, grpc: GrpcStatus.NOT_FOUND },
+  VERSION_NOT_FOUND: {
+    message: 'knowledge version "{id}" does not exist',
+    http: 404,
+    grpc: GrpcStatus.NOT_FOUND,
+  },
+  STREAM_NOT_FOUND: {
+    message: 'knowledge stream "{name}" does not exist',
+    http: 404,
+    grpc: GrpcStatus.NOT_FOUND,
+  },
   CHUNK_OUT_OF_RANGE: {
     message: 'version "{id}" has {count} chunks; chunk {index} was asked for',
     http: 400,
     grpc: GrpcStatus.OUT_OF_RANGE,
   },
   CHUNK_HASH_MISMATCH: {
-    message: 'chunk {index} of version "{id}" failed verification: expected sha256 {expected}, got {actual}',
+    message:
+      'chunk {index} of version "{id}" failed verification: expected sha256 {expected}, got {actual}',
     http: 502,
     grpc: GrpcStatus.DATA_LOSS,
   },
@@ -144,8 +186,16 @@ export const ERROR_CATALOGUE = {
     http: 502,
     grpc: GrpcStatus.DATA_LOSS,
   },
-  MANIFEST_INVALID: { message: 'manifest of version "{id}" is invalid: {detail}', http: 502, grpc: GrpcStatus.DATA_LOSS },
-  REQUEST_INVALID: { message: 'invalid request: {detail}', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  MANIFEST_INVALID: {
+    message: 'manifest of version "{id}" is invalid: {detail}',
+    http: 502,
+    grpc: GrpcStatus.DATA_LOSS,
+  },
+  REQUEST_INVALID: {
+    message: 'invalid request: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
 
   // Registry
   REGISTRY_UNAVAILABLE: {
@@ -158,7 +208,11 @@ export const ERROR_CATALOGUE = {
     http: 500,
     grpc: GrpcStatus.INTERNAL,
   },
-  AUDIT_CURSOR_INVALID: { message: 'audit cursor "{cursor}" is invalid', http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  AUDIT_CURSOR_INVALID: {
+    message: 'audit cursor "{cursor}" is invalid',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
   VERSION_EXISTS: {
     message:
       'knowledge version "{id}" is already published (stream "{stream}", sequence {sequence})',

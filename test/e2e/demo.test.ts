@@ -63,11 +63,19 @@ describe('npm run demo, with few epochs', () => {
     for (const participant of ['bank-a', 'bank-b']) {
       const mine = entries.filter((e) => e.actor === participant);
       expect(mine.filter((e) => e.action === 'subscribe').length).toBeGreaterThanOrEqual(1);
-      expect(mine.filter((e) => e.action === 'download' && e.outcome === 'allowed')).toHaveLength(2);
+      expect(mine.filter((e) => e.action === 'download' && e.outcome === 'allowed')).toHaveLength(
+        2,
+      );
     }
-    const handshakeDenials = entries.filter((e) => e.action === 'handshake' && e.outcome === 'denied');
+    const handshakeDenials = entries.filter(
+      (e) => e.action === 'handshake' && e.outcome === 'denied',
+    );
     expect(handshakeDenials).toHaveLength(3);
-    expect(handshakeDenials.map((e) => e.actor).sort()).toEqual(['anonymous', 'unverified:bank-a', 'unverified:bank-b']);
+    expect(handshakeDenials.map((e) => e.actor).sort()).toEqual([
+      'anonymous',
+      'unverified:bank-a',
+      'unverified:bank-b',
+    ]);
     expect(report.audit.verify.ok).toBe(true);
   });
 

@@ -46,12 +46,25 @@ describe('a hub given bad input data', () => {
       tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
       tokens: { publicKey: pki.jwtPublicKey, issuer: 'i', audience: 'a' },
       enrol: ['bank-a'],
-      teacher: { hidden: [16], dropout: 0, batchSize: 256, learningRate: 1e-3, patience: 1, seed: 5 },
+      teacher: {
+        hidden: [16],
+        dropout: 0,
+        batchSize: 256,
+        learningRate: 1e-3,
+        patience: 1,
+        seed: 5,
+      },
       logger,
       engine,
     };
     const hub = await startHub(options);
-    await hub.publisher.publish({ stream: 'default', epochs: 1, temperature: 4, hiddenLayers: ['hidden_1'], actor: 't' });
+    await hub.publisher.publish({
+      stream: 'default',
+      epochs: 1,
+      temperature: 4,
+      hiddenLayers: ['hidden_1'],
+      actor: 't',
+    });
     await hub.close();
   }, 300_000);
 
@@ -75,7 +88,14 @@ describe('a hub given bad input data', () => {
     const header = lines[0].split(',');
     const drop = header.findIndex((name) => name.replace(/"/g, '') === 'int_rate');
     expect(drop).toBeGreaterThanOrEqual(0);
-    const cut = lines.map((l) => l.split(',').filter((_, i) => i !== drop).join(',')).join('\n');
+    const cut = lines
+      .map((l) =>
+        l
+          .split(',')
+          .filter((_, i) => i !== drop)
+          .join(','),
+      )
+      .join('\n');
     const err = await startWith(cut);
     expect(hasCode(err, 'DATA_MISSING_COLUMN')).toBe(true);
     expect((err as Error).message).toContain('int_rate');

@@ -36,7 +36,9 @@ function numericNeedles(value: number): Buffer[] {
 
 async function filesUnder(dir: string): Promise<Buffer[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return Promise.all(entries.filter((e) => e.isFile()).map((e) => readFile(join(e.parentPath, e.name))));
+  return Promise.all(
+    entries.filter((e) => e.isFile()).map((e) => readFile(join(e.parentPath, e.name))),
+  );
 }
 
 describe('hub-private rows never leave the hub', () => {
@@ -84,7 +86,14 @@ describe('hub-private rows never leave the hub', () => {
       tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
       tokens: { publicKey: pki.jwtPublicKey, issuer: 'i', audience: 'a' },
       enrol: ['bank-a'],
-      teacher: { hidden: [32, 32], dropout: 0.1, batchSize: 128, learningRate: 1e-3, patience: 2, seed: 3 },
+      teacher: {
+        hidden: [32, 32],
+        dropout: 0.1,
+        batchSize: 128,
+        learningRate: 1e-3,
+        patience: 2,
+        seed: 3,
+      },
       logger,
       engine,
     });
@@ -125,7 +134,11 @@ describe('hub-private rows never leave the hub', () => {
     const participant = await startParticipant({
       id: 'bank-a',
       hub: { address: `localhost:${hub.grpcPort}` },
-      tls: { caCert: pki.caCert, cert: pki.participant('bank-a').cert, key: pki.participant('bank-a').key },
+      tls: {
+        caCert: pki.caCert,
+        cert: pki.participant('bank-a').cert,
+        key: pki.participant('bank-a').key,
+      },
       stream: 'default',
       stateDir: join(dir, 'bank-a-state'),
       files: {

@@ -27,7 +27,9 @@ function resolveCommand(root: Command, args: string[]): { command: Command; rest
   }
 }
 
-const distilleryServices = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+const distilleryServices = Object.entries(compose.services).filter(
+  ([, s]) => s.build !== undefined,
+);
 
 describe('docker-compose.yml', () => {
   it('runs postgres, the hub and two participants', () => {
@@ -37,23 +39,29 @@ describe('docker-compose.yml', () => {
     expect(commands.filter((c) => c === 'participant')).toHaveLength(2);
   });
 
-  it.each(distilleryServices)('service %s uses only commands and flags the CLI has', (_name, service) => {
-    const { command, rest } = resolveCommand(buildProgram(), service.command ?? []);
-    expect(command.name()).not.toBe('distillery');
-    const longFlags = new Set(command.options.map((o) => o.long));
-    for (const arg of rest.filter((a) => a.startsWith('--'))) {
-      expect(longFlags, `${command.name()} has no flag ${arg}`).toContain(arg.split('=')[0]);
-    }
-  });
+  it.each(distilleryServices)(
+    'service %s uses only commands and flags the CLI has',
+    (_name, service) => {
+      const { command, rest } = resolveCommand(buildProgram(), service.command ?? []);
+      expect(command.name()).not.toBe('distillery');
+      const longFlags = new Set(command.options.map((o) => o.long));
+      for (const arg of rest.filter((a) => a.startsWith('--'))) {
+        expect(longFlags, `${command.name()} has no flag ${arg}`).toContain(arg.split('=')[0]);
+      }
+    },
+  );
 
-  it.each(distilleryServices)('service %s sets only environment variables its command reads', (_name, service) => {
-    const { command } = resolveCommand(buildProgram(), service.command ?? []);
-    const known = new Set(command.options.map((o) => o.envVar).filter(Boolean));
-    known.add('DATABASE_URL');
-    for (const variable of Object.keys(service.environment ?? {})) {
-      expect(known, `${command.name()} reads no ${variable}`).toContain(variable);
-    }
-  });
+  it.each(distilleryServices)(
+    'service %s sets only environment variables its command reads',
+    (_name, service) => {
+      const { command } = resolveCommand(buildProgram(), service.command ?? []);
+      const known = new Set(command.options.map((o) => o.envVar).filter(Boolean));
+      known.add('DATABASE_URL');
+      for (const variable of Object.keys(service.environment ?? {})) {
+        expect(known, `${command.name()} reads no ${variable}`).toContain(variable);
+      }
+    },
+  );
 
   it('gives every participant the identity its certificate is issued for', () => {
     const pki = distilleryServices.find(([, s]) => s.command?.[0] === 'pki')?.[1];

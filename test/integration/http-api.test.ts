@@ -76,7 +76,11 @@ describe('hub HTTP API', () => {
 
   it('serves the access log to an auditor, filtered and paginated', async () => {
     const auth = { authorization: `Bearer ${await token('auditor')}` };
-    const first = await app.inject({ method: 'GET', url: '/v1/audit/log?actor=bank-a&limit=1', headers: auth });
+    const first = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/log?actor=bank-a&limit=1',
+      headers: auth,
+    });
     expect(first.statusCode).toBe(200);
     const page1 = first.json() as { entries: { actor: string }[]; nextCursor: string };
     expect(page1.entries).toHaveLength(1);
@@ -147,7 +151,10 @@ describe('hub HTTP API', () => {
     const res = await app.inject({
       method: 'POST',
       url: '/v1/streams/default/versions',
-      headers: { authorization: `Bearer ${await token('operator')}`, 'content-type': 'application/json' },
+      headers: {
+        authorization: `Bearer ${await token('operator')}`,
+        'content-type': 'application/json',
+      },
       payload: '{"epochs": 3',
     });
     expect(res.statusCode).toBe(400);

@@ -13,7 +13,11 @@ import {
   type PkiLayout,
 } from '../../services/shared/pki/index.js';
 import { packTensors } from '../../services/shared/knowledge/tensor-pack.js';
-import { serialiseManifest, versionIdOf, type KnowledgeManifest } from '../../services/shared/knowledge/manifest.js';
+import {
+  serialiseManifest,
+  versionIdOf,
+  type KnowledgeManifest,
+} from '../../services/shared/knowledge/manifest.js';
 import { loadKnowledgeProto } from '../../services/shared/transport/proto.js';
 import { CHANNEL_OPTIONS } from '../../services/shared/transport/limits.js';
 import { openRegistry, type Registry } from '../../services/registry/database.js';
@@ -37,13 +41,25 @@ const targets: { name: string; url: () => Promise<{ url: string; drop(): Promise
 ];
 
 /** A synthetic version: three tensors, cut into chunks of `chunkBytes`. */
-function buildVersion(stream: string, parentId: string | null, rows: number, chunkBytes: number, fill: number) {
+function buildVersion(
+  stream: string,
+  parentId: string | null,
+  rows: number,
+  chunkBytes: number,
+  fill: number,
+) {
   const logits = new Float32Array(rows * 2).map((_, i) => fill + i * 0.001);
   const hidden = new Float32Array(rows * 64).map((_, i) => Math.sin(fill + i));
   const packed = packTensors(
     [
       { name: 'logits', kind: 'logits', shape: [rows, 2], values: logits },
-      { name: 'hidden.hidden_2', kind: 'hidden', layer: 'hidden_2', shape: [rows, 64], values: hidden },
+      {
+        name: 'hidden.hidden_2',
+        kind: 'hidden',
+        layer: 'hidden_2',
+        shape: [rows, 64],
+        values: hidden,
+      },
     ],
     chunkBytes,
   );
@@ -108,7 +124,9 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'distillery-transport-'));
-    pki = await initDevelopmentPki(join(dir, 'pki'), { participants: ['bank-a', 'bank-b', 'bank-c'] });
+    pki = await initDevelopmentPki(join(dir, 'pki'), {
+      participants: ['bank-a', 'bank-b', 'bank-c'],
+    });
     database = await target.url();
     registry = await openRegistry({ databaseUrl: database.url, logger });
     await enrolParticipant(registry.prisma, { id: 'bank-a' });
@@ -144,7 +162,9 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
     const client = await clientFor('bank-a');
     const stream = client.subscribe('default', 0);
     const received: string[] = [];
-    const iterator = (stream as AsyncIterable<{ versionId: string; sequence: string }>)[Symbol.asyncIterator]();
+    const iterator = (stream as AsyncIterable<{ versionId: string; sequence: string }>)[
+      Symbol.asyncIterator
+    ]();
 
     const first = await iterator.next();
     received.push(first.value.versionId);
@@ -177,9 +197,14 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
 
     expect(downloaded.manifest.chunks).toHaveLength(v1.packed.chunks.length);
     expect(v1.packed.chunks.length).toBeGreaterThan(4);
-    expect(Buffer.from(downloaded.blob).equals(Buffer.concat(v1.packed.chunks.map((c) => c.data)))).toBe(true);
+    expect(
+      Buffer.from(downloaded.blob).equals(Buffer.concat(v1.packed.chunks.map((c) => c.data))),
+    ).toBe(true);
 
-    const log = await queryAccessLog(registry.prisma, { actor: 'bank-a', resource: `version:${v1.id}` });
+    const log = await queryAccessLog(registry.prisma, {
+      actor: 'bank-a',
+      resource: `version:${v1.id}`,
+    });
     expect(log.entries.map((e) => `${e.action}/${e.outcome}`)).toEqual(
       expect.arrayContaining(['manifest/allowed', 'download/allowed']),
     );
@@ -221,8 +246,12 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
   it('answers NOT_FOUND naming an unknown version, and INVALID_ARGUMENT for a malformed id', async () => {
     const client = await clientFor('bank-a');
     const unknown = 'c'.repeat(64);
-    const notFound = await client.getManifest(unknown).catch((e: { code: number; details: string }) => e);
-    const malformed = await client.getManifest('not-a-version').catch((e: { code: number; details: string }) => e);
+    const notFound = await client
+      .getManifest(unknown)
+      .catch((e: { code: number; details: string }) => e);
+    const malformed = await client
+      .getManifest('not-a-version')
+      .catch((e: { code: number; details: string }) => e);
     client.close();
     expect(notFound).toMatchObject({ code: GrpcStatus.NOT_FOUND });
     expect((notFound as { details: string }).details).toContain(unknown);
@@ -257,7 +286,11 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
 
   describe('refused at the TLS handshake, each refusal logged', () => {
     const attempt = async (channel: ReturnType<typeof credentials.createSsl>) => {
-      const stub = new (loadKnowledgeProto().distillery.v1.Knowledge)(address, channel, CHANNEL_OPTIONS);
+      const stub = new (loadKnowledgeProto().distillery.v1.Knowledge)(
+        address,
+        channel,
+        CHANNEL_OPTIONS,
+      );
       const result = await new Promise<{ code: number; served: boolean }>((resolve) => {
         stub.GetManifest({ versionId: v1.id }, { deadline: Date.now() + 5000 }, (err, res) =>
           resolve({ code: err?.code ?? 0, served: Boolean(res) }),
@@ -267,7 +300,13 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
       return result;
     };
     const handshakeDenials = async () =>
-      (await queryAccessLog(registry.prisma, { action: 'handshake', outcome: 'denied', limit: 1000 })).entries;
+      (
+        await queryAccessLog(registry.prisma, {
+          action: 'handshake',
+          outcome: 'denied',
+          limit: 1000,
+        })
+      ).entries;
 
     it('refuses a client without a certificate', async () => {
       const before = (await handshakeDenials()).length;
@@ -283,7 +322,11 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
       const rogueCa = await createCertificateAuthority({ commonName: 'Rogue CA' });
       const rogue = await issueClientCertificate(rogueCa, { identity: 'bank-a' });
       const result = await attempt(
-        credentials.createSsl(await readFile(pki.caCert), Buffer.from(rogue.keyPem), Buffer.from(rogue.certPem)),
+        credentials.createSsl(
+          await readFile(pki.caCert),
+          Buffer.from(rogue.keyPem),
+          Buffer.from(rogue.certPem),
+        ),
       );
       expect(result.served).toBe(false);
       const last = (await handshakeDenials()).at(-1);
@@ -292,14 +335,21 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
     });
 
     it('refuses an expired certificate from the right CA', async () => {
-      const ca = { certPem: await readFile(pki.caCert, 'utf8'), keyPem: await readFile(pki.caKey, 'utf8') };
+      const ca = {
+        certPem: await readFile(pki.caCert, 'utf8'),
+        keyPem: await readFile(pki.caKey, 'utf8'),
+      };
       const expired = await issueClientCertificate(ca, {
         identity: 'bank-b',
         notBefore: new Date(Date.now() - 10 * 86_400_000),
         notAfter: new Date(Date.now() - 86_400_000),
       });
       const result = await attempt(
-        credentials.createSsl(await readFile(pki.caCert), Buffer.from(expired.keyPem), Buffer.from(expired.certPem)),
+        credentials.createSsl(
+          await readFile(pki.caCert),
+          Buffer.from(expired.keyPem),
+          Buffer.from(expired.certPem),
+        ),
       );
       expect(result.served).toBe(false);
       expect((await handshakeDenials()).at(-1)).toMatchObject({

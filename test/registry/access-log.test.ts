@@ -276,6 +276,17 @@ describe.each(registryTargets())('access log ($name)', (target) => {
       expect(result.firstBad).toEqual({ sequence: '6', problem: expect.stringMatching(/beyond/) });
     });
 
+    it('names a forged entry numbered before the first', async () => {
+      await appendMany(db, 3);
+      await sql(
+        `INSERT INTO "access_log_entry" ("sequence", "at", "actor", "action", "resource", "outcome",
+           "prev_hash", "hash") VALUES (0, now(), 'bank-z', 'download', 'version:x', 'allowed', $1, $2)`,
+        GENESIS_HASH,
+        'd'.repeat(64),
+      );
+      expect((await verifyAccessChain(db.prisma)).firstBad?.sequence).toBe('0');
+    });
+
     it('names an entry inserted in the middle, the later ones renumbered', async () => {
       const records = await appendMany(db, 8);
       await sql(

@@ -86,6 +86,19 @@ describe.each(registryTargets())('registry migrations ($name)', (target) => {
     expect(after).toEqual(before);
   });
 
+  it.runIf(target.kind === 'postgres')(
+    'applies nothing when a second registry opens the same database',
+    async () => {
+      const second = await openRegistry({ databaseUrl: db.databaseUrl });
+      try {
+        expect(second.migrations.applied).toEqual([]);
+        expect(second.migrations.alreadyApplied).toEqual(db.registry.migrations.applied);
+      } finally {
+        await second.close();
+      }
+    },
+  );
+
   it('creates _prisma_migrations with the columns and types of Prisma’s schema engine', async () => {
     const columns = await db.prisma.$queryRawUnsafe<
       { name: string; type: string; nullable: string; length: number | null }[]

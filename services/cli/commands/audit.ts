@@ -26,11 +26,25 @@ interface LogEntry {
 
 function withConnection(command: Command): Command {
   return command
-    .addOption(envOption('--hub-url <url>', "base URL of the hub's HTTPS API", 'DISTILLERY_HUB_URL').default('https://127.0.0.1:8443'))
-    .addOption(envOption('--pki-dir <dir>', 'directory with ca.crt', 'DISTILLERY_PKI_DIR').default('pki'))
-    .addOption(envOption('--ca-cert <file>', 'CA that signed the hub certificate (default <pki-dir>/ca.crt)', 'DISTILLERY_CA_CERT'))
+    .addOption(
+      envOption('--hub-url <url>', "base URL of the hub's HTTPS API", 'DISTILLERY_HUB_URL').default(
+        'https://127.0.0.1:8443',
+      ),
+    )
+    .addOption(
+      envOption('--pki-dir <dir>', 'directory with ca.crt', 'DISTILLERY_PKI_DIR').default('pki'),
+    )
+    .addOption(
+      envOption(
+        '--ca-cert <file>',
+        'CA that signed the hub certificate (default <pki-dir>/ca.crt)',
+        'DISTILLERY_CA_CERT',
+      ),
+    )
     .addOption(envOption('--token <jwt>', 'auditor token', 'DISTILLERY_TOKEN'))
-    .addOption(envOption('--token-file <file>', 'file holding the auditor token', 'DISTILLERY_TOKEN_FILE'));
+    .addOption(
+      envOption('--token-file <file>', 'file holding the auditor token', 'DISTILLERY_TOKEN_FILE'),
+    );
 }
 
 async function connection(flags: ConnectionFlags) {
@@ -38,19 +52,25 @@ async function connection(flags: ConnectionFlags) {
   const caPem = await readFile(caPath, 'utf8').catch((err: unknown) => {
     throw fail('CONFIG_FILE_MISSING', { what: 'CA certificate', path: caPath }, { cause: err });
   });
-  const token = flags.token ?? (flags.tokenFile ? (await readFile(flags.tokenFile, 'utf8')).trim() : undefined);
+  const token =
+    flags.token ?? (flags.tokenFile ? (await readFile(flags.tokenFile, 'utf8')).trim() : undefined);
   if (!token) throw fail('TOKEN_MISSING');
   return { baseUrl: flags.hubUrl, caPem, token };
 }
 
 /** `distillery audit`: what an auditor runs against the hub's access log. */
 export function auditCommand(): Command {
-  const audit = new Command('audit').description("query and verify the hub's access log with an auditor token");
+  const audit = new Command('audit').description(
+    "query and verify the hub's access log with an auditor token",
+  );
 
   withConnection(audit.command('log'))
     .description('list access log entries, oldest first')
     .option('--actor <id>', 'only entries of this actor (participant id, token subject)')
-    .option('--action <action>', 'only this action: subscribe, manifest, download, handshake, publish, ...')
+    .option(
+      '--action <action>',
+      'only this action: subscribe, manifest, download, handshake, publish, ...',
+    )
     .option('--outcome <outcome>', 'allowed, denied or error', (value: string) => {
       if (!['allowed', 'denied', 'error'].includes(value)) {
         throw new InvalidArgumentError(`"${value}" is not allowed, denied or error`);
@@ -60,33 +80,46 @@ export function auditCommand(): Command {
     .option('--since <time>', 'only entries at or after this ISO 8601 time')
     .option('--limit <n>', 'entries per page', integerAtLeast(1), 500)
     .option('--format <format>', 'table, json or ndjson', 'table')
-    .action(async (flags: ConnectionFlags & { actor?: string; action?: string; outcome?: string; since?: string; limit: number; format: string }) => {
-      const conn = await connection(flags);
-      const entries: LogEntry[] = [];
-      let cursor: string | null = null;
-      do {
-        const query = new URLSearchParams({ limit: String(flags.limit) });
-        if (flags.actor) query.set('actor', flags.actor);
-        if (flags.action) query.set('action', flags.action);
-        if (flags.outcome) query.set('outcome', flags.outcome);
-        if (flags.since) query.set('from', flags.since);
-        if (cursor) query.set('cursor', cursor);
-        const page = expectOk(
-          await callHubApi<{ entries: LogEntry[]; nextCursor: string | null }>({
-            ...conn,
-            method: 'GET',
-            path: `/v1/audit/log?${query}`,
-          }),
-          'audit log query',
-        );
-        entries.push(...page.entries);
-        cursor = page.nextCursor;
-      } while (cursor);
-      writeEntries(entries, flags.format);
-    });
+    .action(
+      async (
+        flags: ConnectionFlags & {
+          actor?: string;
+          action?: string;
+          outcome?: string;
+          since?: string;
+          limit: number;
+          format: string;
+        },
+      ) => {
+        const conn = await connection(flags);
+        const entries: LogEntry[] = [];
+        let cursor: string | null = null;
+        do {
+          const query = new URLSearchParams({ limit: String(flags.limit) });
+          if (flags.actor) query.set('actor', flags.actor);
+          if (flags.action) query.set('action', flags.action);
+          if (flags.outcome) query.set('outcome', flags.outcome);
+          if (flags.since) query.set('from', flags.since);
+          if (cursor) query.set('cursor', cursor);
+          const page = expectOk(
+            await callHubApi<{ entries: LogEntry[]; nextCursor: string | null }>({
+              ...conn,
+              method: 'GET',
+              path: `/v1/audit/log?${query}`,
+            }),
+            'audit log query',
+          );
+          entries.push(...page.entries);
+          cursor = page.nextCursor;
+        } while (cursor);
+        writeEntries(entries, flags.format);
+      },
+    );
 
   withConnection(audit.command('verify'))
-    .description("ask the hub to recompute the access log's hash chain and report where it first breaks")
+    .description(
+      "ask the hub to recompute the access log's hash chain and report where it first breaks",
+    )
     .action(async (flags: ConnectionFlags) => {
       const conn = await connection(flags);
       const report = expectOk(

@@ -18,18 +18,82 @@ interface DemoFlags {
 /** `distillery demo`: a whole federation on this machine. */
 export function demoCommand(): Command {
   return new Command('demo')
-    .description('run a complete federation on this machine: PKI, hub, two banks, two knowledge versions, an auditor')
-    .addOption(envOption('--out <dir>', 'output directory (emptied first)', 'DISTILLERY_DEMO_OUT').default('out/demo'))
-    .addOption(envOption('--input <file>', 'labelled CSV to build the federation from', 'DISTILLERY_DEMO_INPUT').default('data/lending_club.csv'))
-    .addOption(envOption('--dataset <name>', 'schema of the input: lending_club or credit_data', 'DISTILLERY_DATASET').default('lending_club'))
-    .addOption(envOption('--seed <n>', 'seed of the split and of every model', 'DISTILLERY_SEED').default(0).argParser(integerAtLeast(0)))
-    .addOption(envOption('--teacher-epochs <n>', 'teacher epochs (at most, early stopping) for version 1', 'DISTILLERY_DEMO_TEACHER_EPOCHS').default(40).argParser(integerAtLeast(1)))
-    .addOption(envOption('--more-teacher-epochs <n>', 'further teacher epochs for version 2', 'DISTILLERY_DEMO_MORE_TEACHER_EPOCHS').default(40).argParser(integerAtLeast(1)))
-    .addOption(envOption('--temperature <t>', 'softmax temperature of version 1', 'DISTILLERY_TEMPERATURE').default(4).argParser(numberBetween(0.05, 100)))
-    .addOption(envOption('--temperature-2 <t>', 'softmax temperature of version 2 (default: as version 1)', 'DISTILLERY_TEMPERATURE_2').argParser(numberBetween(0.05, 100)))
-    .addOption(envOption('--student-epochs <n>', 'student epochs', 'DISTILLERY_DEMO_STUDENT_EPOCHS').default(60).argParser(integerAtLeast(1)))
-    .addOption(envOption('--student-hidden <widths>', 'student hidden layer widths', 'DISTILLERY_STUDENT_HIDDEN').default([16]).argParser(parseWidths))
-    .addOption(envOption('--participants <ids>', 'participant identities', 'DISTILLERY_PARTICIPANTS').default(['bank-a', 'bank-b']).argParser(parseList))
+    .description(
+      'run a complete federation on this machine: PKI, hub, two banks, two knowledge versions, an auditor',
+    )
+    .addOption(
+      envOption('--out <dir>', 'output directory (emptied first)', 'DISTILLERY_DEMO_OUT').default(
+        'out/demo',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--input <file>',
+        'labelled CSV to build the federation from',
+        'DISTILLERY_DEMO_INPUT',
+      ).default('data/lending_club.csv'),
+    )
+    .addOption(
+      envOption(
+        '--dataset <name>',
+        'schema of the input: lending_club or credit_data',
+        'DISTILLERY_DATASET',
+      ).default('lending_club'),
+    )
+    .addOption(
+      envOption('--seed <n>', 'seed of the split and of every model', 'DISTILLERY_SEED')
+        .default(0)
+        .argParser(integerAtLeast(0)),
+    )
+    .addOption(
+      envOption(
+        '--teacher-epochs <n>',
+        'teacher epochs (at most, early stopping) for version 1',
+        'DISTILLERY_DEMO_TEACHER_EPOCHS',
+      )
+        .default(40)
+        .argParser(integerAtLeast(1)),
+    )
+    .addOption(
+      envOption(
+        '--more-teacher-epochs <n>',
+        'further teacher epochs for version 2',
+        'DISTILLERY_DEMO_MORE_TEACHER_EPOCHS',
+      )
+        .default(40)
+        .argParser(integerAtLeast(1)),
+    )
+    .addOption(
+      envOption('--temperature <t>', 'softmax temperature of version 1', 'DISTILLERY_TEMPERATURE')
+        .default(4)
+        .argParser(numberBetween(0.05, 100)),
+    )
+    .addOption(
+      envOption(
+        '--temperature-2 <t>',
+        'softmax temperature of version 2 (default: as version 1)',
+        'DISTILLERY_TEMPERATURE_2',
+      ).argParser(numberBetween(0.05, 100)),
+    )
+    .addOption(
+      envOption('--student-epochs <n>', 'student epochs', 'DISTILLERY_DEMO_STUDENT_EPOCHS')
+        .default(60)
+        .argParser(integerAtLeast(1)),
+    )
+    .addOption(
+      envOption(
+        '--student-hidden <widths>',
+        'student hidden layer widths',
+        'DISTILLERY_STUDENT_HIDDEN',
+      )
+        .default([16])
+        .argParser(parseWidths),
+    )
+    .addOption(
+      envOption('--participants <ids>', 'participant identities', 'DISTILLERY_PARTICIPANTS')
+        .default(['bank-a', 'bank-b'])
+        .argParser(parseList),
+    )
     .action(async (flags: DemoFlags) => {
       const { runDemo } = await import('../demo/run-demo.js');
       await runDemo({

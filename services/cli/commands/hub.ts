@@ -3,7 +3,14 @@ import { join, resolve } from 'node:path';
 import { createLogger } from '../../shared/logger.js';
 import { pkiLayout } from '../../shared/pki/index.js';
 import { onShutdownSignal, tellParent } from '../lifecycle.js';
-import { envOption, integerAtLeast, numberBetween, parseList, parsePort, parseWidths } from '../options.js';
+import {
+  envOption,
+  integerAtLeast,
+  numberBetween,
+  parseList,
+  parsePort,
+  parseWidths,
+} from '../options.js';
 
 interface HubFlags {
   dataDir: string;
@@ -35,31 +42,175 @@ interface HubFlags {
 /** `distillery hub`: runs the teacher owner's hub. */
 export function hubCommand(): Command {
   return new Command('hub')
-    .description("run the teacher owner's hub: trains the teacher on private rows, serves its knowledge over mTLS gRPC and the operator/auditor API over HTTPS")
-    .addOption(envOption('--data-dir <dir>', "the hub's directory: its data files and its state", 'DISTILLERY_DATA_DIR').default('hub-data'))
-    .addOption(envOption('--dataset <name>', 'schema of the data files: lending_club or credit_data', 'DISTILLERY_DATASET').default('lending_club'))
-    .addOption(envOption('--private-rows <file>', "labelled private rows (default <data-dir>/private.csv)", 'DISTILLERY_PRIVATE_ROWS'))
-    .addOption(envOption('--transfer-rows <file>', 'the consortium transfer set (default <data-dir>/transfer.csv)', 'DISTILLERY_TRANSFER_ROWS'))
-    .addOption(envOption('--test-rows <file>', "labelled test rows for the teacher's test AUC (default <data-dir>/test.csv, if present)", 'DISTILLERY_TEST_ROWS'))
-    .addOption(envOption('--database-url <url>', 'PostgreSQL registry; default: embedded PGlite under <data-dir>/registry', 'DATABASE_URL'))
-    .addOption(envOption('--grpc-host <host>', 'address the gRPC listener binds', 'DISTILLERY_GRPC_HOST').default('127.0.0.1'))
-    .addOption(envOption('--grpc-port <port>', 'gRPC port (0: any free port)', 'DISTILLERY_GRPC_PORT').default(7443).argParser(parsePort))
-    .addOption(envOption('--http-host <host>', 'address the HTTPS API binds', 'DISTILLERY_HTTP_HOST').default('127.0.0.1'))
-    .addOption(envOption('--http-port <port>', 'HTTPS API port (0: any free port)', 'DISTILLERY_HTTP_PORT').default(8443).argParser(parsePort))
-    .addOption(envOption('--pki-dir <dir>', 'directory written by `distillery pki init`', 'DISTILLERY_PKI_DIR').default('pki'))
-    .addOption(envOption('--ca-cert <file>', 'consortium CA certificate (default <pki-dir>/ca.crt)', 'DISTILLERY_CA_CERT'))
-    .addOption(envOption('--cert <file>', 'hub server certificate (default <pki-dir>/hub.crt)', 'DISTILLERY_CERT'))
-    .addOption(envOption('--key <file>', 'hub private key (default <pki-dir>/hub.key)', 'DISTILLERY_KEY'))
-    .addOption(envOption('--token-public-key <file>', 'key that verifies API tokens (default <pki-dir>/jwt/signing.pub.pem)', 'DISTILLERY_TOKEN_PUBLIC_KEY'))
-    .addOption(envOption('--token-issuer <iss>', 'required `iss` of API tokens', 'DISTILLERY_TOKEN_ISSUER').default('distillery-consortium'))
-    .addOption(envOption('--token-audience <aud>', 'required `aud` of API tokens', 'DISTILLERY_TOKEN_AUDIENCE').default('distillery-hub'))
-    .addOption(envOption('--enrol <ids>', 'participants to enrol at start, comma-separated', 'DISTILLERY_ENROL').default([]).argParser(parseList))
-    .addOption(envOption('--teacher-hidden <widths>', 'teacher hidden layer widths', 'DISTILLERY_TEACHER_HIDDEN').default([256, 256]).argParser(parseWidths))
-    .addOption(envOption('--seed <n>', 'seed of the teacher initialisation and validation split', 'DISTILLERY_SEED').default(0).argParser(integerAtLeast(0)))
-    .addOption(envOption('--publish-on-start', 'train and publish a first version when the stream has none', 'DISTILLERY_PUBLISH_ON_START').default(false))
-    .addOption(envOption('--stream <name>', 'stream published to by --publish-on-start', 'DISTILLERY_STREAM').default('default'))
-    .addOption(envOption('--epochs <n>', 'teacher epochs for --publish-on-start', 'DISTILLERY_EPOCHS').default(30).argParser(integerAtLeast(1)))
-    .addOption(envOption('--temperature <t>', 'softmax temperature for --publish-on-start', 'DISTILLERY_TEMPERATURE').default(4).argParser(numberBetween(0.05, 100)))
+    .description(
+      "run the teacher owner's hub: trains the teacher on private rows, serves its knowledge over mTLS gRPC and the operator/auditor API over HTTPS",
+    )
+    .addOption(
+      envOption(
+        '--data-dir <dir>',
+        "the hub's directory: its data files and its state",
+        'DISTILLERY_DATA_DIR',
+      ).default('hub-data'),
+    )
+    .addOption(
+      envOption(
+        '--dataset <name>',
+        'schema of the data files: lending_club or credit_data',
+        'DISTILLERY_DATASET',
+      ).default('lending_club'),
+    )
+    .addOption(
+      envOption(
+        '--private-rows <file>',
+        'labelled private rows (default <data-dir>/private.csv)',
+        'DISTILLERY_PRIVATE_ROWS',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--transfer-rows <file>',
+        'the consortium transfer set (default <data-dir>/transfer.csv)',
+        'DISTILLERY_TRANSFER_ROWS',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--test-rows <file>',
+        "labelled test rows for the teacher's test AUC (default <data-dir>/test.csv, if present)",
+        'DISTILLERY_TEST_ROWS',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--database-url <url>',
+        'PostgreSQL registry; default: embedded PGlite under <data-dir>/registry',
+        'DATABASE_URL',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--grpc-host <host>',
+        'address the gRPC listener binds',
+        'DISTILLERY_GRPC_HOST',
+      ).default('127.0.0.1'),
+    )
+    .addOption(
+      envOption('--grpc-port <port>', 'gRPC port (0: any free port)', 'DISTILLERY_GRPC_PORT')
+        .default(7443)
+        .argParser(parsePort),
+    )
+    .addOption(
+      envOption(
+        '--http-host <host>',
+        'address the HTTPS API binds',
+        'DISTILLERY_HTTP_HOST',
+      ).default('127.0.0.1'),
+    )
+    .addOption(
+      envOption('--http-port <port>', 'HTTPS API port (0: any free port)', 'DISTILLERY_HTTP_PORT')
+        .default(8443)
+        .argParser(parsePort),
+    )
+    .addOption(
+      envOption(
+        '--pki-dir <dir>',
+        'directory written by `distillery pki init`',
+        'DISTILLERY_PKI_DIR',
+      ).default('pki'),
+    )
+    .addOption(
+      envOption(
+        '--ca-cert <file>',
+        'consortium CA certificate (default <pki-dir>/ca.crt)',
+        'DISTILLERY_CA_CERT',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--cert <file>',
+        'hub server certificate (default <pki-dir>/hub.crt)',
+        'DISTILLERY_CERT',
+      ),
+    )
+    .addOption(
+      envOption('--key <file>', 'hub private key (default <pki-dir>/hub.key)', 'DISTILLERY_KEY'),
+    )
+    .addOption(
+      envOption(
+        '--token-public-key <file>',
+        'key that verifies API tokens (default <pki-dir>/jwt/signing.pub.pem)',
+        'DISTILLERY_TOKEN_PUBLIC_KEY',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--token-issuer <iss>',
+        'required `iss` of API tokens',
+        'DISTILLERY_TOKEN_ISSUER',
+      ).default('distillery-consortium'),
+    )
+    .addOption(
+      envOption(
+        '--token-audience <aud>',
+        'required `aud` of API tokens',
+        'DISTILLERY_TOKEN_AUDIENCE',
+      ).default('distillery-hub'),
+    )
+    .addOption(
+      envOption(
+        '--enrol <ids>',
+        'participants to enrol at start, comma-separated',
+        'DISTILLERY_ENROL',
+      )
+        .default([])
+        .argParser(parseList),
+    )
+    .addOption(
+      envOption(
+        '--teacher-hidden <widths>',
+        'teacher hidden layer widths',
+        'DISTILLERY_TEACHER_HIDDEN',
+      )
+        .default([256, 256])
+        .argParser(parseWidths),
+    )
+    .addOption(
+      envOption(
+        '--seed <n>',
+        'seed of the teacher initialisation and validation split',
+        'DISTILLERY_SEED',
+      )
+        .default(0)
+        .argParser(integerAtLeast(0)),
+    )
+    .addOption(
+      envOption(
+        '--publish-on-start',
+        'train and publish a first version when the stream has none',
+        'DISTILLERY_PUBLISH_ON_START',
+      ).default(false),
+    )
+    .addOption(
+      envOption(
+        '--stream <name>',
+        'stream published to by --publish-on-start',
+        'DISTILLERY_STREAM',
+      ).default('default'),
+    )
+    .addOption(
+      envOption('--epochs <n>', 'teacher epochs for --publish-on-start', 'DISTILLERY_EPOCHS')
+        .default(30)
+        .argParser(integerAtLeast(1)),
+    )
+    .addOption(
+      envOption(
+        '--temperature <t>',
+        'softmax temperature for --publish-on-start',
+        'DISTILLERY_TEMPERATURE',
+      )
+        .default(4)
+        .argParser(numberBetween(0.05, 100)),
+    )
     .action(async (flags: HubFlags) => {
       // Loaded here, not at the top, so that `--help` does not start the training engine.
       const { startHub } = await import('../../hub/hub.js');
@@ -78,14 +229,25 @@ export function hubCommand(): Command {
         ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
         grpc: { host: flags.grpcHost, port: flags.grpcPort },
         http: { host: flags.httpHost, port: flags.httpPort },
-        tls: { caCert: flags.caCert ?? pki.caCert, cert: flags.cert ?? pki.hubCert, key: flags.key ?? pki.hubKey },
+        tls: {
+          caCert: flags.caCert ?? pki.caCert,
+          cert: flags.cert ?? pki.hubCert,
+          key: flags.key ?? pki.hubKey,
+        },
         tokens: {
           publicKey: flags.tokenPublicKey ?? pki.jwtPublicKey,
           issuer: flags.tokenIssuer,
           audience: flags.tokenAudience,
         },
         enrol: flags.enrol,
-        teacher: { hidden: flags.teacherHidden, dropout: 0.3, batchSize: 128, learningRate: 1e-3, patience: 8, seed: flags.seed },
+        teacher: {
+          hidden: flags.teacherHidden,
+          dropout: 0.3,
+          batchSize: 128,
+          learningRate: 1e-3,
+          patience: 8,
+          seed: flags.seed,
+        },
         logger,
       });
       onShutdownSignal(logger, () => hub.close());

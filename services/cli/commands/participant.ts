@@ -31,27 +31,137 @@ interface ParticipantFlags {
 /** `distillery participant`: runs a partner bank's node. */
 export function participantCommand(): Command {
   return new Command('participant')
-    .description("run a partner bank's node: subscribes to the hub, downloads each knowledge version and distils a student on the bank's own rows")
-    .addOption(envOption('--id <identity>', "this participant's identity, as in its certificate", 'DISTILLERY_PARTICIPANT_ID').makeOptionMandatory())
-    .addOption(envOption('--hub <host:port>', "the hub's gRPC address", 'DISTILLERY_HUB').default('127.0.0.1:7443').argParser(parseAddress))
-    .addOption(envOption('--server-name <name>', "name to check the hub's certificate against (default: the host)", 'DISTILLERY_HUB_SERVER_NAME'))
-    .addOption(envOption('--data-dir <dir>', "the bank's directory: its data files, downloaded versions and students", 'DISTILLERY_DATA_DIR').default('participant-data'))
-    .addOption(envOption('--dataset <name>', 'schema of the data files: lending_club or credit_data', 'DISTILLERY_DATASET').default('lending_club'))
-    .addOption(envOption('--own-rows <file>', "the bank's labelled rows (default <data-dir>/own.csv)", 'DISTILLERY_OWN_ROWS'))
-    .addOption(envOption('--transfer-rows <file>', 'the consortium transfer set (default <data-dir>/transfer.csv)', 'DISTILLERY_TRANSFER_ROWS'))
-    .addOption(envOption('--test-rows <file>', 'labelled rows to evaluate on (default <data-dir>/test.csv)', 'DISTILLERY_TEST_ROWS'))
-    .addOption(envOption('--pki-dir <dir>', 'directory with ca.crt and participants/<id>.crt/.key', 'DISTILLERY_PKI_DIR').default('pki'))
-    .addOption(envOption('--ca-cert <file>', 'consortium CA certificate (default <pki-dir>/ca.crt)', 'DISTILLERY_CA_CERT'))
-    .addOption(envOption('--cert <file>', 'client certificate (default <pki-dir>/participants/<id>.crt)', 'DISTILLERY_CERT'))
-    .addOption(envOption('--key <file>', 'client private key (default <pki-dir>/participants/<id>.key)', 'DISTILLERY_KEY'))
-    .addOption(envOption('--stream <name>', 'knowledge stream to subscribe to', 'DISTILLERY_STREAM').default('default'))
-    .addOption(envOption('--student-hidden <widths>', 'student hidden layer widths', 'DISTILLERY_STUDENT_HIDDEN').default([16]).argParser(parseWidths))
-    .addOption(envOption('--epochs <n>', 'student training epochs', 'DISTILLERY_EPOCHS').default(60).argParser(integerAtLeast(1)))
-    .addOption(envOption('--alpha <a>', "weight of the teacher's soft targets (0-1)", 'DISTILLERY_ALPHA').default(0.9).argParser(numberBetween(0, 1)))
-    .addOption(envOption('--batch-size <n>', 'training batch size', 'DISTILLERY_BATCH_SIZE').default(256).argParser(integerAtLeast(1)))
-    .addOption(envOption('--learning-rate <lr>', 'Adam learning rate', 'DISTILLERY_LEARNING_RATE').default(3e-3).argParser(numberBetween(1e-6, 1)))
-    .addOption(envOption('--seed <n>', 'seed of student initialisation and shuffling', 'DISTILLERY_SEED').default(0).argParser(integerAtLeast(0)))
-    .addOption(envOption('--exit-after <n>', 'stop after distilling this many versions', 'DISTILLERY_EXIT_AFTER').argParser(integerAtLeast(1)))
+    .description(
+      "run a partner bank's node: subscribes to the hub, downloads each knowledge version and distils a student on the bank's own rows",
+    )
+    .addOption(
+      envOption(
+        '--id <identity>',
+        "this participant's identity, as in its certificate",
+        'DISTILLERY_PARTICIPANT_ID',
+      ).makeOptionMandatory(),
+    )
+    .addOption(
+      envOption('--hub <host:port>', "the hub's gRPC address", 'DISTILLERY_HUB')
+        .default('127.0.0.1:7443')
+        .argParser(parseAddress),
+    )
+    .addOption(
+      envOption(
+        '--server-name <name>',
+        "name to check the hub's certificate against (default: the host)",
+        'DISTILLERY_HUB_SERVER_NAME',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--data-dir <dir>',
+        "the bank's directory: its data files, downloaded versions and students",
+        'DISTILLERY_DATA_DIR',
+      ).default('participant-data'),
+    )
+    .addOption(
+      envOption(
+        '--dataset <name>',
+        'schema of the data files: lending_club or credit_data',
+        'DISTILLERY_DATASET',
+      ).default('lending_club'),
+    )
+    .addOption(
+      envOption(
+        '--own-rows <file>',
+        "the bank's labelled rows (default <data-dir>/own.csv)",
+        'DISTILLERY_OWN_ROWS',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--transfer-rows <file>',
+        'the consortium transfer set (default <data-dir>/transfer.csv)',
+        'DISTILLERY_TRANSFER_ROWS',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--test-rows <file>',
+        'labelled rows to evaluate on (default <data-dir>/test.csv)',
+        'DISTILLERY_TEST_ROWS',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--pki-dir <dir>',
+        'directory with ca.crt and participants/<id>.crt/.key',
+        'DISTILLERY_PKI_DIR',
+      ).default('pki'),
+    )
+    .addOption(
+      envOption(
+        '--ca-cert <file>',
+        'consortium CA certificate (default <pki-dir>/ca.crt)',
+        'DISTILLERY_CA_CERT',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--cert <file>',
+        'client certificate (default <pki-dir>/participants/<id>.crt)',
+        'DISTILLERY_CERT',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--key <file>',
+        'client private key (default <pki-dir>/participants/<id>.key)',
+        'DISTILLERY_KEY',
+      ),
+    )
+    .addOption(
+      envOption('--stream <name>', 'knowledge stream to subscribe to', 'DISTILLERY_STREAM').default(
+        'default',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--student-hidden <widths>',
+        'student hidden layer widths',
+        'DISTILLERY_STUDENT_HIDDEN',
+      )
+        .default([16])
+        .argParser(parseWidths),
+    )
+    .addOption(
+      envOption('--epochs <n>', 'student training epochs', 'DISTILLERY_EPOCHS')
+        .default(60)
+        .argParser(integerAtLeast(1)),
+    )
+    .addOption(
+      envOption('--alpha <a>', "weight of the teacher's soft targets (0-1)", 'DISTILLERY_ALPHA')
+        .default(0.9)
+        .argParser(numberBetween(0, 1)),
+    )
+    .addOption(
+      envOption('--batch-size <n>', 'training batch size', 'DISTILLERY_BATCH_SIZE')
+        .default(256)
+        .argParser(integerAtLeast(1)),
+    )
+    .addOption(
+      envOption('--learning-rate <lr>', 'Adam learning rate', 'DISTILLERY_LEARNING_RATE')
+        .default(3e-3)
+        .argParser(numberBetween(1e-6, 1)),
+    )
+    .addOption(
+      envOption('--seed <n>', 'seed of student initialisation and shuffling', 'DISTILLERY_SEED')
+        .default(0)
+        .argParser(integerAtLeast(0)),
+    )
+    .addOption(
+      envOption(
+        '--exit-after <n>',
+        'stop after distilling this many versions',
+        'DISTILLERY_EXIT_AFTER',
+      ).argParser(integerAtLeast(1)),
+    )
     .action(async (flags: ParticipantFlags) => {
       const id = assertValidIdentity(flags.id);
       const { startParticipant } = await import('../../participant/participant.js');

@@ -22,7 +22,12 @@ export interface ServiceProcess {
  * channel for readiness and results. Its structured log (standard error) goes to
  * `logFile`, so that the demo's own output stays readable.
  */
-export function startService(name: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ServiceProcess {
+export function startService(
+  name: string,
+  args: string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv = {},
+): ServiceProcess {
   const fd = openSync(logFile, 'a');
   const child = fork(BIN, args, {
     stdio: ['ignore', 'ignore', fd, 'ipc'],
@@ -51,7 +56,11 @@ export function startService(name: string, args: string[], logFile: string, env:
     child.once('exit', (code, signal) => {
       exited = { code, signal };
       for (const waiter of waiters.splice(0)) {
-        waiter.reject(new Error(`${name} exited (code ${code}, signal ${signal}) while the demo waited for "${waiter.type}". Its log ends:\n${logTail()}`));
+        waiter.reject(
+          new Error(
+            `${name} exited (code ${code}, signal ${signal}) while the demo waited for "${waiter.type}". Its log ends:\n${logTail()}`,
+          ),
+        );
       }
       resolve(code);
     });
@@ -66,7 +75,9 @@ export function startService(name: string, args: string[], logFile: string, env:
       const index = queue.findIndex((m) => m.type === type);
       if (index >= 0) return Promise.resolve(queue.splice(index, 1)[0] as T);
       if (exited) {
-        return Promise.reject(new Error(`${name} has exited (code ${exited.code}). Its log ends:\n${logTail()}`));
+        return Promise.reject(
+          new Error(`${name} has exited (code ${exited.code}). Its log ends:\n${logTail()}`),
+        );
       }
       return new Promise<T>((resolve, reject) => {
         const waiter = { type, resolve: resolve as (m: never) => void, reject };
@@ -75,7 +86,11 @@ export function startService(name: string, args: string[], logFile: string, env:
           const at = waiters.indexOf(waiter);
           if (at < 0) return;
           waiters.splice(at, 1);
-          reject(new Error(`${name} sent no "${type}" within ${timeoutMs} ms. Its log ends:\n${logTail()}`));
+          reject(
+            new Error(
+              `${name} sent no "${type}" within ${timeoutMs} ms. Its log ends:\n${logTail()}`,
+            ),
+          );
         }, timeoutMs).unref();
       });
     },

@@ -18,9 +18,16 @@ export interface RefusalAttempt {
  * certificate from the right CA has expired. Each should fail at the TLS handshake and
  * leave a `handshake` denial in the access log.
  */
-export async function attemptRefusedClients(pki: PkiLayout, address: string, versionId: string): Promise<RefusalAttempt[]> {
+export async function attemptRefusedClients(
+  pki: PkiLayout,
+  address: string,
+  versionId: string,
+): Promise<RefusalAttempt[]> {
   const caPem = await readFile(pki.caCert);
-  const ca = { certPem: await readFile(pki.caCert, 'utf8'), keyPem: await readFile(pki.caKey, 'utf8') };
+  const ca = {
+    certPem: await readFile(pki.caCert, 'utf8'),
+    keyPem: await readFile(pki.caKey, 'utf8'),
+  };
 
   const rogueCa = await createCertificateAuthority({ commonName: 'Rogue Consortium CA' });
   const rogue = await issueClientCertificate(rogueCa, { identity: 'bank-a' });
@@ -33,8 +40,14 @@ export async function attemptRefusedClients(pki: PkiLayout, address: string, ver
 
   const attempts: [string, ReturnType<typeof credentials.createSsl>][] = [
     ['no client certificate', credentials.createSsl(caPem)],
-    ['certificate from another CA (claims bank-a)', credentials.createSsl(caPem, Buffer.from(rogue.keyPem), Buffer.from(rogue.certPem))],
-    ['expired certificate (claims bank-b)', credentials.createSsl(caPem, Buffer.from(expired.keyPem), Buffer.from(expired.certPem))],
+    [
+      'certificate from another CA (claims bank-a)',
+      credentials.createSsl(caPem, Buffer.from(rogue.keyPem), Buffer.from(rogue.certPem)),
+    ],
+    [
+      'expired certificate (claims bank-b)',
+      credentials.createSsl(caPem, Buffer.from(expired.keyPem), Buffer.from(expired.certPem)),
+    ],
   ];
   const proto = loadKnowledgeProto();
   const results: RefusalAttempt[] = [];
@@ -42,7 +55,8 @@ export async function attemptRefusedClients(pki: PkiLayout, address: string, ver
     const stub = new proto.distillery.v1.Knowledge(address, channelCredentials, CHANNEL_OPTIONS);
     const outcome = await new Promise<RefusalAttempt>((resolve) => {
       stub.GetManifest({ versionId }, { deadline: Date.now() + 10_000 }, (err, response) => {
-        if (err) resolve({ client, refused: true, status: GrpcStatus[err.code] ?? String(err.code) });
+        if (err)
+          resolve({ client, refused: true, status: GrpcStatus[err.code] ?? String(err.code) });
         else resolve({ client, refused: !response, status: 'OK (knowledge was served!)' });
       });
     });

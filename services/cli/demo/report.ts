@@ -91,11 +91,18 @@ export function formatReport(report: DemoReport): string {
   }
   const summary = [...counts.entries()].map(([k, n]) => `${k} ${n}`).join(', ');
   lines.push(`access log: ${report.audit.entries.length} entries (${summary})`);
-  lines.push(`hash chain: ${report.audit.verify.ok ? 'intact' : `BROKEN at ${report.audit.verify.firstBad?.sequence}`}`);
+  lines.push(
+    `hash chain: ${report.audit.verify.ok ? 'intact' : `BROKEN at ${report.audit.verify.firstBad?.sequence}`}`,
+  );
   for (const e of report.audit.entries.filter((x) => x.outcome !== 'allowed')) {
     lines.push(`  #${e.sequence} ${e.outcome} ${e.action} by ${e.actor}: ${e.reason ?? ''}`);
   }
   lines.push('');
-  lines.push('phase wall times (s): ' + Object.entries(report.timingsMs).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)}`).join(', '));
+  lines.push(
+    'phase wall times (s): ' +
+      Object.entries(report.timingsMs)
+        .map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)}`)
+        .join(', '),
+  );
   return lines.join('\n');
 }

@@ -55,48 +55,75 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const services: ServiceProcess[] = [];
 
   try {
-    const pki = await phase('pki', 'creating the development PKI (CA, hub and participant certificates, token key)', () =>
-      initDevelopmentPki(join(outDir, 'pki'), { participants: options.participants, force: true }),
+    const pki = await phase(
+      'pki',
+      'creating the development PKI (CA, hub and participant certificates, token key)',
+      () =>
+        initDevelopmentPki(join(outDir, 'pki'), {
+          participants: options.participants,
+          force: true,
+        }),
     );
 
-    const split = await phase('split', `splitting ${options.input} by seed ${options.seed}`, async () =>
-      splitFederation({
-        input: resolve(options.input),
-        dataset: options.dataset,
-        outDir: join(outDir, 'parties'),
-        seed: options.seed,
-        participants: options.participants,
-      }),
+    const split = await phase(
+      'split',
+      `splitting ${options.input} by seed ${options.seed}`,
+      async () =>
+        splitFederation({
+          input: resolve(options.input),
+          dataset: options.dataset,
+          outDir: join(outDir, 'parties'),
+          seed: options.seed,
+          participants: options.participants,
+        }),
     );
     for (const [part, count] of Object.entries(split.counts)) {
       print(`    ${part.padEnd(9)} ${String(count.rows).padStart(5)} rows, ${count.positives} bad`);
     }
 
-    const hub = await phase('hubStart', 'starting the hub (mTLS gRPC + HTTPS API, embedded registry)', async () => {
-      const service = startService(
-        'hub',
-        [
+    const hub = await phase(
+      'hubStart',
+      'starting the hub (mTLS gRPC + HTTPS API, embedded registry)',
+      async () => {
+        const service = startService(
           'hub',
-          '--data-dir', split.hubDir,
-          '--dataset', options.dataset,
-          '--pki-dir', pki.dir,
-          '--grpc-port', '0',
-          '--http-port', '0',
-          '--enrol', options.participants.join(','),
-          '--seed', String(options.seed),
-        ],
-        join(outDir, 'logs', 'hub.log'),
-      );
-      services.push(service);
-      const ready = await service.next<{ grpcPort: number; httpPort: number }>('ready');
-      return { service, ...ready };
-    });
+          [
+            'hub',
+            '--data-dir',
+            split.hubDir,
+            '--dataset',
+            options.dataset,
+            '--pki-dir',
+            pki.dir,
+            '--grpc-port',
+            '0',
+            '--http-port',
+            '0',
+            '--enrol',
+            options.participants.join(','),
+            '--seed',
+            String(options.seed),
+          ],
+          join(outDir, 'logs', 'hub.log'),
+        );
+        services.push(service);
+        const ready = await service.next<{ grpcPort: number; httpPort: number }>('ready');
+        return { service, ...ready };
+      },
+    );
     const hubUrl = `https://127.0.0.1:${hub.httpPort}`;
     const grpcAddress = `localhost:${hub.grpcPort}`;
     const caPem = await readFile(pki.caCert, 'utf8');
     const signingKey = await readFile(pki.jwtPrivateKey, 'utf8');
     const tokenFor = (subject: string, role: 'operator' | 'auditor') =>
-      issueAccessToken({ privateKeyPem: signingKey, issuer: ISSUER, audience: AUDIENCE, subject, role, ttlSeconds: 3600 });
+      issueAccessToken({
+        privateKeyPem: signingKey,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        subject,
+        role,
+        ttlSeconds: 3600,
+      });
     const operatorToken = await tokenFor('demo-operator', 'operator');
 
     const publish = (epochs: number, temperature: number) =>
@@ -109,79 +136,134 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         body: { epochs, temperature, hiddenLayers: ['hidden_2'] },
       }).then((r) => expectOk(r, 'publishing a version'));
 
-    const v1 = await phase('publishV1', `hub trains the teacher (${options.teacherEpochs[0]} epochs at most) and publishes version 1`, () =>
-      publish(options.teacherEpochs[0], options.temperatures[0]),
+    const v1 = await phase(
+      'publishV1',
+      `hub trains the teacher (${options.teacherEpochs[0]} epochs at most) and publishes version 1`,
+      () => publish(options.teacherEpochs[0], options.temperatures[0]),
     );
-    print(`    version 1 ${v1.version.id.slice(0, 12)}…  teacher ${v1.teacher.params} params, test AUC ${fmt(v1.teacher.testAuc)}`);
+    print(
+      `    version 1 ${v1.version.id.slice(0, 12)}…  teacher ${v1.teacher.params} params, test AUC ${fmt(v1.teacher.testAuc)}`,
+    );
 
-    const participants = await phase('participantsStart', `starting ${options.participants.join(' and ')} as separate processes`, async () =>
-      options.participants.map((id) => {
-        const service = startService(
-          id,
-          [
-            'participant',
-            '--id', id,
-            '--hub', grpcAddress,
-            '--data-dir', split.participantDirs[id],
-            '--dataset', options.dataset,
-            '--pki-dir', pki.dir,
-            '--student-hidden', options.studentHidden.join(','),
-            '--epochs', String(options.studentEpochs),
-            '--seed', String(options.seed),
-            '--exit-after', '2',
-          ],
-          join(outDir, 'logs', `${id}.log`),
-        );
-        services.push(service);
-        return service;
-      }),
+    const participants = await phase(
+      'participantsStart',
+      `starting ${options.participants.join(' and ')} as separate processes`,
+      async () =>
+        options.participants.map((id) => {
+          const service = startService(
+            id,
+            [
+              'participant',
+              '--id',
+              id,
+              '--hub',
+              grpcAddress,
+              '--data-dir',
+              split.participantDirs[id],
+              '--dataset',
+              options.dataset,
+              '--pki-dir',
+              pki.dir,
+              '--student-hidden',
+              options.studentHidden.join(','),
+              '--epochs',
+              String(options.studentEpochs),
+              '--seed',
+              String(options.seed),
+              '--exit-after',
+              '2',
+            ],
+            join(outDir, 'logs', `${id}.log`),
+          );
+          services.push(service);
+          return service;
+        }),
     );
 
     const students: StudentResult[] = [];
     const collect = async (round: number) => {
-      const results = await Promise.all(participants.map((p) => p.next<{ result: StudentResult }>('student')));
+      const results = await Promise.all(
+        participants.map((p) => p.next<{ result: StudentResult }>('student')),
+      );
       for (const { result } of results) {
         students.push(result);
-        print(`    ${result.participant}: version ${round} student ${result.params} params, AUC ${fmt(result.auc)} (without teacher ${fmt(result.aucWithoutTeacher)})`);
+        print(
+          `    ${result.participant}: version ${round} student ${result.params} params, AUC ${fmt(result.auc)} (without teacher ${fmt(result.aucWithoutTeacher)})`,
+        );
       }
     };
-    await phase('distilV1', 'participants subscribe, download version 1 in verified chunks and distil', () => collect(1));
-
-    const v2 = await phase('publishV2', `hub trains the teacher further (${options.teacherEpochs[1]} more epochs at most) and publishes version 2`, () =>
-      publish(options.teacherEpochs[1], options.temperatures[1]),
+    await phase(
+      'distilV1',
+      'participants subscribe, download version 1 in verified chunks and distil',
+      () => collect(1),
     );
-    print(`    version 2 ${v2.version.id.slice(0, 12)}…  teacher test AUC ${fmt(v2.teacher.testAuc)}, parent ${v2.version.parentId?.slice(0, 12)}…`);
-    await phase('distilV2', 'participants receive version 2 on their open subscription and distil again', () => collect(2));
+
+    const v2 = await phase(
+      'publishV2',
+      `hub trains the teacher further (${options.teacherEpochs[1]} more epochs at most) and publishes version 2`,
+      () => publish(options.teacherEpochs[1], options.temperatures[1]),
+    );
+    print(
+      `    version 2 ${v2.version.id.slice(0, 12)}…  teacher test AUC ${fmt(v2.teacher.testAuc)}, parent ${v2.version.parentId?.slice(0, 12)}…`,
+    );
+    await phase(
+      'distilV2',
+      'participants receive version 2 on their open subscription and distil again',
+      () => collect(2),
+    );
     await Promise.all(participants.map((p) => p.stop()));
 
-    const refusals: RefusalAttempt[] = await phase('refusals', 'clients without a valid certificate try to fetch knowledge', () =>
-      attemptRefusedClients(pki, grpcAddress, v2.version.id),
+    const refusals: RefusalAttempt[] = await phase(
+      'refusals',
+      'clients without a valid certificate try to fetch knowledge',
+      () => attemptRefusedClients(pki, grpcAddress, v2.version.id),
     );
-    for (const r of refusals) print(`    ${r.client}: ${r.refused ? 'refused' : 'SERVED'} (${r.status})`);
+    for (const r of refusals)
+      print(`    ${r.client}: ${r.refused ? 'refused' : 'SERVED'} (${r.status})`);
 
-    const audit = await phase('audit', 'auditor reads the access log over HTTPS and verifies its hash chain', async () => {
-      const auditorToken = await tokenFor('demo-auditor', 'auditor');
-      const entries: DemoReport['audit']['entries'] = [];
-      let cursor: string | null = null;
-      do {
-        const query: string = `/v1/audit/log?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
-        const page: { entries: DemoReport['audit']['entries']; nextCursor: string | null } = expectOk(
-          await callHubApi({ baseUrl: hubUrl, caPem, token: auditorToken, method: 'GET', path: query }),
-          'audit log query',
+    const audit = await phase(
+      'audit',
+      'auditor reads the access log over HTTPS and verifies its hash chain',
+      async () => {
+        const auditorToken = await tokenFor('demo-auditor', 'auditor');
+        const entries: DemoReport['audit']['entries'] = [];
+        let cursor: string | null = null;
+        do {
+          const query: string = `/v1/audit/log?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+          const page: { entries: DemoReport['audit']['entries']; nextCursor: string | null } =
+            expectOk(
+              await callHubApi({
+                baseUrl: hubUrl,
+                caPem,
+                token: auditorToken,
+                method: 'GET',
+                path: query,
+              }),
+              'audit log query',
+            );
+          entries.push(...page.entries);
+          cursor = page.nextCursor;
+        } while (cursor);
+        const verify = expectOk(
+          await callHubApi<DemoReport['audit']['verify']>({
+            baseUrl: hubUrl,
+            caPem,
+            token: auditorToken,
+            method: 'GET',
+            path: '/v1/audit/verify',
+          }),
+          'chain verification',
         );
-        entries.push(...page.entries);
-        cursor = page.nextCursor;
-      } while (cursor);
-      const verify = expectOk(
-        await callHubApi<DemoReport['audit']['verify']>({ baseUrl: hubUrl, caPem, token: auditorToken, method: 'GET', path: '/v1/audit/verify' }),
-        'chain verification',
-      );
-      return { entries, verify };
-    });
+        return { entries, verify };
+      },
+    );
 
     await phase('shutdown', 'stopping the hub (SIGTERM)', async () => {
       const code = await hub.service.stop();
-      if (code !== 0) throw new Error(`hub exited with code ${code} on SIGTERM. Its log ends:\n${hub.service.logTail()}`);
+      if (code !== 0)
+        throw new Error(
+          `hub exited with code ${code} on SIGTERM. Its log ends:\n${hub.service.logTail()}`,
+        );
     });
     timings.total = Math.round(performance.now() - demoStarted);
 
@@ -227,7 +309,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     writeFileSync(join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     print('');
     print(formatReport(report));
-    print(`report written to ${join(outDir, 'report.json')}; process logs in ${join(outDir, 'logs')}`);
+    print(
+      `report written to ${join(outDir, 'report.json')}; process logs in ${join(outDir, 'logs')}`,
+    );
     return report;
   } finally {
     await Promise.all(services.map((s) => s.stop(5_000)));

@@ -60,7 +60,9 @@ export function splitFederation(options: FederationSplitOptions): FederationSpli
   }
   const total = Object.values(fractions).reduce((a, b) => a + b, 0);
   if (total > 1 + 1e-9) {
-    throw fail('CONFIG_INVALID', { detail: `split fractions add up to ${total.toFixed(3)}, more than 1` });
+    throw fail('CONFIG_INVALID', {
+      detail: `split fractions add up to ${total.toFixed(3)}, more than 1`,
+    });
   }
 
   const parts = splitStratified(labelled.labels, fractions, options.seed);

@@ -40,7 +40,11 @@ export function packTensors(inputs: readonly TensorInput[], chunkBytes: number):
         actual: `${input.values.length} values`,
       });
     }
-    const bytes = new Uint8Array(input.values.buffer, input.values.byteOffset, input.values.byteLength);
+    const bytes = new Uint8Array(
+      input.values.buffer,
+      input.values.byteOffset,
+      input.values.byteLength,
+    );
     blob.set(bytes, offset);
     tensors.push({
       name: input.name,
@@ -59,11 +63,21 @@ export function packTensors(inputs: readonly TensorInput[], chunkBytes: number):
     const data = blob.subarray(start, Math.min(start + chunkBytes, totalBytes));
     chunks.push({ index, sha256: sha256Hex(data), data });
   }
-  return { tensors, chunkBytes, chunks, totalBytes, rootHash: rootHashOf(chunks.map((c) => c.sha256)) };
+  return {
+    tensors,
+    chunkBytes,
+    chunks,
+    totalBytes,
+    rootHash: rootHashOf(chunks.map((c) => c.sha256)),
+  };
 }
 
 /** Reads a named tensor out of a version's reassembled blob. */
-export function unpackTensor(manifest: KnowledgeManifest, blob: Uint8Array, name: string): Float32Array {
+export function unpackTensor(
+  manifest: KnowledgeManifest,
+  blob: Uint8Array,
+  name: string,
+): Float32Array {
   const entry = manifest.tensors.find((t) => t.name === name);
   if (!entry) {
     throw fail('MANIFEST_INVALID', {
