@@ -30,11 +30,12 @@ export interface ParticipantDataFiles {
 export interface StudentSettings {
   /** Hidden layer widths; default [16]. */
   hidden: number[];
-  epochs: number;
+  /** Epochs; default a step budget that suits the data (see STUDENT_DEFAULTS). */
+  epochs?: number;
   /** Weight of the teacher's soft targets against the bank's own labels. */
   alpha: number;
   batchSize: number;
-  learningRate: number;
+  learningRate?: number;
   seed: number;
 }
 
@@ -118,9 +119,9 @@ export class Distiller {
         temperature: manifest.temperature,
         alpha: settings.alpha,
       },
-      epochs: settings.epochs,
+      ...(settings.epochs === undefined ? {} : { epochs: settings.epochs }),
       batchSize: settings.batchSize,
-      learningRate: settings.learningRate,
+      ...(settings.learningRate === undefined ? {} : { learningRate: settings.learningRate }),
       seed: settings.seed,
       logger,
     });
@@ -191,9 +192,9 @@ export class Distiller {
       inputDim: data.inputDim,
       hidden: settings.hidden,
       own: { x: data.own.x, y: data.own.y },
-      epochs: settings.epochs,
+      ...(settings.epochs === undefined ? {} : { epochs: settings.epochs }),
       batchSize: settings.batchSize,
-      learningRate: settings.learningRate,
+      ...(settings.learningRate === undefined ? {} : { learningRate: settings.learningRate }),
       seed: settings.seed,
       logger,
     });

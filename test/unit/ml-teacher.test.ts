@@ -83,6 +83,23 @@ describe('trainTeacher on a synthetic task', () => {
     more.model.dispose();
   });
 
+  it('keeps the weights it came with when training further only makes validation worse', async () => {
+    const first = await trainTeacher(engine, { ...base, epochs: 3 });
+    const before = Array.from(predictPositive(engine, first.model, val.x, 400));
+    // A step size this large wrecks the model within an epoch.
+    const more = await trainTeacher(engine, {
+      ...base,
+      epochs: 2,
+      patience: 2,
+      learningRate: 5,
+      model: first.model,
+    });
+    expect(more.bestEpoch).toBe(0);
+    expect(more.bestValAuc).toBeCloseTo(first.bestValAuc, 10);
+    expect(Array.from(predictPositive(engine, more.model, val.x, 400))).toEqual(before);
+    more.model.dispose();
+  });
+
   it('stops early when validation AUC stops improving', async () => {
     // With patience 1 the first epoch that fails to improve ends training.
     const result = await trainTeacher(engine, { ...base, epochs: 30, patience: 1 });

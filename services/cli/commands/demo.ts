@@ -10,7 +10,7 @@ interface DemoFlags {
   moreTeacherEpochs: number;
   temperature: number;
   temperature2?: number;
-  studentEpochs: number;
+  studentEpochs?: number;
   studentHidden: number[];
   participants: string[];
 }
@@ -76,9 +76,11 @@ export function demoCommand(): Command {
       ).argParser(numberBetween(0.05, 100)),
     )
     .addOption(
-      envOption('--student-epochs <n>', 'student epochs', 'DISTILLERY_DEMO_STUDENT_EPOCHS')
-        .default(60)
-        .argParser(integerAtLeast(1)),
+      envOption(
+        '--student-epochs <n>',
+        'student epochs (default: a step budget, see distillery participant --help)',
+        'DISTILLERY_DEMO_STUDENT_EPOCHS',
+      ).argParser(integerAtLeast(1)),
     )
     .addOption(
       envOption(
@@ -103,7 +105,7 @@ export function demoCommand(): Command {
         seed: flags.seed,
         teacherEpochs: [flags.teacherEpochs, flags.moreTeacherEpochs],
         temperatures: [flags.temperature, flags.temperature2 ?? flags.temperature],
-        studentEpochs: flags.studentEpochs,
+        ...(flags.studentEpochs ? { studentEpochs: flags.studentEpochs } : {}),
         studentHidden: flags.studentHidden,
         participants: flags.participants,
       });

@@ -20,7 +20,7 @@ interface ParticipantFlags {
   key?: string;
   stream: string;
   studentHidden: number[];
-  epochs: number;
+  epochs?: number;
   alpha: number;
   batchSize: number;
   learningRate: number;
@@ -131,9 +131,11 @@ export function participantCommand(): Command {
         .argParser(parseWidths),
     )
     .addOption(
-      envOption('--epochs <n>', 'student training epochs', 'DISTILLERY_EPOCHS')
-        .default(60)
-        .argParser(integerAtLeast(1)),
+      envOption(
+        '--epochs <n>',
+        'student training epochs (default: enough for 500 steps distilling, 150 without teacher)',
+        'DISTILLERY_EPOCHS',
+      ).argParser(integerAtLeast(1)),
     )
     .addOption(
       envOption('--alpha <a>', "weight of the teacher's soft targets (0-1)", 'DISTILLERY_ALPHA')
@@ -147,7 +149,7 @@ export function participantCommand(): Command {
     )
     .addOption(
       envOption('--learning-rate <lr>', 'Adam learning rate', 'DISTILLERY_LEARNING_RATE')
-        .default(3e-3)
+        .default(1e-3)
         .argParser(numberBetween(1e-6, 1)),
     )
     .addOption(
@@ -186,7 +188,7 @@ export function participantCommand(): Command {
         },
         student: {
           hidden: flags.studentHidden,
-          epochs: flags.epochs,
+          ...(flags.epochs ? { epochs: flags.epochs } : {}),
           alpha: flags.alpha,
           batchSize: flags.batchSize,
           learningRate: flags.learningRate,

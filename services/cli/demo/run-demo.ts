@@ -23,7 +23,8 @@ export interface DemoOptions {
   teacherEpochs: [number, number];
   /** Softmax temperature of versions 1 and 2. */
   temperatures: [number, number];
-  studentEpochs: number;
+  /** Student epochs; default the participant's step budget. */
+  studentEpochs?: number;
   studentHidden: number[];
   participants: string[];
   /** Where progress lines go; default standard output. */
@@ -166,8 +167,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
               pki.dir,
               '--student-hidden',
               options.studentHidden.join(','),
-              '--epochs',
-              String(options.studentEpochs),
+              ...(options.studentEpochs ? ['--epochs', String(options.studentEpochs)] : []),
               '--seed',
               String(options.seed),
               '--exit-after',

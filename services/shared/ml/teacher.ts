@@ -158,7 +158,15 @@ export async function trainTeacher(
   const maybeYield = createYielder();
 
   const history: TeacherEpoch[] = [];
-  let best: { epoch: number; auc: number; weights?: tfjs.Tensor[] } = { epoch: 0, auc: -1 };
+  // A teacher trained further starts from its own score: when no new epoch beats it on the
+  // validation rows, it keeps the weights it came with instead of the best of a worse run.
+  let best: { epoch: number; auc: number; weights?: tfjs.Tensor[] } = options.model
+    ? {
+        epoch: 0,
+        auc: rocAuc(predictPositive(engine, model, valX, valY.length), valY),
+        weights: model.getWeights().map((w) => w.clone()),
+      }
+    : { epoch: 0, auc: -1 };
   let step = 0;
   // Running sum of the epoch's losses, read once per epoch to avoid a sync every step.
   let total: tfjs.Tensor | undefined;
