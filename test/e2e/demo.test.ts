@@ -70,12 +70,13 @@ describe('npm run demo, with few epochs', () => {
     const handshakeDenials = entries.filter(
       (e) => e.action === 'handshake' && e.outcome === 'denied',
     );
-    expect(handshakeDenials).toHaveLength(3);
-    expect(handshakeDenials.map((e) => e.actor).sort()).toEqual([
-      'anonymous',
-      'unverified:bank-a',
-      'unverified:bank-b',
-    ]);
+    // One refusal per client; a refused channel may be retried once more before it closes.
+    expect(new Set(handshakeDenials.map((e) => e.actor))).toEqual(
+      new Set(['anonymous', 'unverified:bank-a', 'unverified:bank-b']),
+    );
+    expect(handshakeDenials.map((e) => e.reason)).toEqual(
+      expect.arrayContaining(['NO_CLIENT_CERTIFICATE', 'CERT_HAS_EXPIRED']),
+    );
     expect(report.audit.verify.ok).toBe(true);
   });
 

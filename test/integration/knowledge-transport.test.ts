@@ -307,20 +307,24 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
           limit: 1000,
         })
       ).entries;
+    // grpc-js may retry a refused channel in the background for a moment after it is
+    // closed, so a test looks for its own refusal among the new entries, not at the last.
+    const newDenials = async (before: number) => (await handshakeDenials()).slice(before);
 
     it('refuses a client without a certificate', async () => {
       const before = (await handshakeDenials()).length;
       const result = await attempt(credentials.createSsl(await readFile(pki.caCert)));
       expect(result.served).toBe(false);
       expect(result.code).toBe(GrpcStatus.UNAVAILABLE);
-      const denials = await handshakeDenials();
-      expect(denials.length).toBeGreaterThan(before);
-      expect(denials.at(-1)).toMatchObject({ actor: 'anonymous', reason: 'NO_CLIENT_CERTIFICATE' });
+      expect(await newDenials(before)).toContainEqual(
+        expect.objectContaining({ actor: 'anonymous', reason: 'NO_CLIENT_CERTIFICATE' }),
+      );
     });
 
     it('refuses a certificate from another CA, even one naming an enrolled participant', async () => {
       const rogueCa = await createCertificateAuthority({ commonName: 'Rogue CA' });
       const rogue = await issueClientCertificate(rogueCa, { identity: 'bank-a' });
+      const before = (await handshakeDenials()).length;
       const result = await attempt(
         credentials.createSsl(
           await readFile(pki.caCert),
@@ -329,9 +333,9 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
         ),
       );
       expect(result.served).toBe(false);
-      const last = (await handshakeDenials()).at(-1);
-      expect(last?.actor).toBe('unverified:bank-a');
-      expect(last?.reason).toMatch(/UNABLE_TO_(GET_ISSUER_CERT|VERIFY_LEAF_SIGNATURE)/);
+      const mine = (await newDenials(before)).filter((e) => e.actor === 'unverified:bank-a');
+      expect(mine.length).toBeGreaterThanOrEqual(1);
+      expect(mine[0].reason).toMatch(/UNABLE_TO_(GET_ISSUER_CERT|VERIFY_LEAF_SIGNATURE)/);
     });
 
     it('refuses an expired certificate from the right CA', async () => {
@@ -344,6 +348,7 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
         notBefore: new Date(Date.now() - 10 * 86_400_000),
         notAfter: new Date(Date.now() - 86_400_000),
       });
+      const before = (await handshakeDenials()).length;
       const result = await attempt(
         credentials.createSsl(
           await readFile(pki.caCert),
@@ -352,10 +357,9 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
         ),
       );
       expect(result.served).toBe(false);
-      expect((await handshakeDenials()).at(-1)).toMatchObject({
-        actor: 'unverified:bank-b',
-        reason: 'CERT_HAS_EXPIRED',
-      });
+      expect(await newDenials(before)).toContainEqual(
+        expect.objectContaining({ actor: 'unverified:bank-b', reason: 'CERT_HAS_EXPIRED' }),
+      );
     });
   });
 });
