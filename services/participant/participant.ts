@@ -145,9 +145,14 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
           'hub unreachable; retrying',
         );
       }
+      // The pause keeps the process alive (no unref): while the hub is away, waiting for it
+      // is all the node has to do. stop() ends the pause early.
       await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, pause).unref();
+        const timer = setTimeout(resolve, pause);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
       pause = Math.min(pause * 2, backoff.max);
     }

@@ -203,7 +203,9 @@ export function participantCommand(): Command {
       });
       onShutdownSignal(logger, () => participant.stop());
       tellParent({ type: 'ready' });
-      await participant.done;
-      process.exit(0);
+      const results = await participant.done;
+      // No process.exit here: on SIGTERM the signal handler finishes the shutdown; after
+      // --exit-after the process ends by itself once the hub connection is closed.
+      logger.info({ versions: results.length }, 'participant finished');
     });
 }
