@@ -10,7 +10,7 @@ import type { Engine } from '../shared/ml/engine.js';
 import { countParams } from '../shared/ml/mlp.js';
 import { prAuc, rocAuc } from '../shared/ml/metrics.js';
 import { predictPositive } from '../shared/ml/predict.js';
-import { trainStudent } from '../shared/ml/distil.js';
+import { trainStudent, type StudentTeacherInput } from '../shared/ml/distil.js';
 import { saveModel } from '../shared/ml/model-io.js';
 import { writeAtomically } from './local-store.js';
 import { join } from 'node:path';
@@ -98,7 +98,7 @@ export class Distiller {
     outputDir: string,
   ): Promise<StudentResult> {
     const data = this.#encode(manifest);
-    const { engine, settings, logger } = this;
+    const { engine } = this;
 
     const started = performance.now();
     const teacherLogits = unpackTensor(manifest, blob, 'logits');
@@ -109,21 +109,11 @@ export class Distiller {
         actual: `${teacherLogits.length} values`,
       });
     }
-    const { model } = await trainStudent(engine, {
-      inputDim: data.inputDim,
-      hidden: settings.hidden,
-      own: { x: data.own.x, y: data.own.y },
-      teacher: {
-        x: data.transfer.x,
-        logits: teacherLogits,
-        temperature: manifest.temperature,
-        alpha: settings.alpha,
-      },
-      ...(settings.epochs === undefined ? {} : { epochs: settings.epochs }),
-      batchSize: settings.batchSize,
-      ...(settings.learningRate === undefined ? {} : { learningRate: settings.learningRate }),
-      seed: settings.seed,
-      logger,
+    const model = await this.#train(data, {
+      x: data.transfer.x,
+      logits: teacherLogits,
+      temperature: manifest.temperature,
+      alpha: this.settings.alpha,
     });
     const scores = predictPositive(engine, model, data.test.x, data.test.rows);
     const distilMs = performance.now() - started;
@@ -153,6 +143,22 @@ export class Distiller {
     };
     await writeAtomically(join(outputDir, 'metrics.json'), JSON.stringify(result, null, 2));
     return result;
+  }
+
+  /** Trains the configured student on the bank's rows, with the teacher's states if given. */
+  #train(data: EncodedLocalData, teacher?: StudentTeacherInput) {
+    const { settings } = this;
+    return trainStudent(this.engine, {
+      inputDim: data.inputDim,
+      hidden: settings.hidden,
+      own: { x: data.own.x, y: data.own.y },
+      ...(teacher ? { teacher } : {}),
+      ...(settings.epochs === undefined ? {} : { epochs: settings.epochs }),
+      batchSize: settings.batchSize,
+      ...(settings.learningRate === undefined ? {} : { learningRate: settings.learningRate }),
+      seed: settings.seed,
+      logger: this.logger,
+    }).then((trained) => trained.model);
   }
 
   #encode(manifest: KnowledgeManifest): EncodedLocalData {
@@ -187,18 +193,8 @@ export class Distiller {
     if (cached) return cached;
 
     const started = performance.now();
-    const { engine, settings, logger } = this;
-    const { model } = await trainStudent(engine, {
-      inputDim: data.inputDim,
-      hidden: settings.hidden,
-      own: { x: data.own.x, y: data.own.y },
-      ...(settings.epochs === undefined ? {} : { epochs: settings.epochs }),
-      batchSize: settings.batchSize,
-      ...(settings.learningRate === undefined ? {} : { learningRate: settings.learningRate }),
-      seed: settings.seed,
-      logger,
-    });
-    const scores = predictPositive(engine, model, data.test.x, data.test.rows);
+    const model = await this.#train(data);
+    const scores = predictPositive(this.engine, model, data.test.x, data.test.rows);
     model.dispose();
     const baseline = {
       auc: rocAuc(scores, data.test.y),

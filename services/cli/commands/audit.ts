@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fail } from '../../shared/errors.js';
 import { pkiLayout } from '../../shared/pki/index.js';
+import type { AccessLogRecord } from '../../registry/access-log.js';
 import { callHubApi, expectOk } from '../https-client.js';
 import { envOption, integerAtLeast } from '../options.js';
 
@@ -12,16 +13,6 @@ interface ConnectionFlags {
   pkiDir: string;
   token?: string;
   tokenFile?: string;
-}
-
-interface LogEntry {
-  sequence: string;
-  at: string;
-  actor: string;
-  action: string;
-  resource: string;
-  outcome: string;
-  reason: string | null;
 }
 
 function withConnection(command: Command): Command {
@@ -92,7 +83,7 @@ export function auditCommand(): Command {
         },
       ) => {
         const conn = await connection(flags);
-        const entries: LogEntry[] = [];
+        const entries: AccessLogRecord[] = [];
         let cursor: string | null = null;
         do {
           const query = new URLSearchParams({ limit: String(flags.limit) });
@@ -102,7 +93,7 @@ export function auditCommand(): Command {
           if (flags.since) query.set('from', flags.since);
           if (cursor) query.set('cursor', cursor);
           const page = expectOk(
-            await callHubApi<{ entries: LogEntry[]; nextCursor: string | null }>({
+            await callHubApi<{ entries: AccessLogRecord[]; nextCursor: string | null }>({
               ...conn,
               method: 'GET',
               path: `/v1/audit/log?${query}`,
@@ -133,7 +124,7 @@ export function auditCommand(): Command {
   return audit;
 }
 
-function writeEntries(entries: LogEntry[], format: string): void {
+function writeEntries(entries: AccessLogRecord[], format: string): void {
   if (format === 'json') {
     process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
     return;

@@ -4,6 +4,12 @@ import { createLogger } from '../../shared/logger.js';
 import { pkiLayout } from '../../shared/pki/index.js';
 import { onShutdownSignal, tellParent } from '../lifecycle.js';
 import {
+  addDatasetOption,
+  addSeedOption,
+  addSharedDataFileOptions,
+  addTlsFileOptions,
+} from '../shared-options.js';
+import {
   envOption,
   integerAtLeast,
   numberBetween,
@@ -41,7 +47,7 @@ interface HubFlags {
 
 /** `distillery hub`: runs the teacher owner's hub. */
 export function hubCommand(): Command {
-  return new Command('hub')
+  const command = new Command('hub')
     .description(
       "run the teacher owner's hub: trains the teacher on private rows, serves its knowledge over mTLS gRPC and the operator/auditor API over HTTPS",
     )
@@ -54,30 +60,9 @@ export function hubCommand(): Command {
     )
     .addOption(
       envOption(
-        '--dataset <name>',
-        'schema of the data files: lending_club or credit_data',
-        'DISTILLERY_DATASET',
-      ).default('lending_club'),
-    )
-    .addOption(
-      envOption(
         '--private-rows <file>',
         'labelled private rows (default <data-dir>/private.csv)',
         'DISTILLERY_PRIVATE_ROWS',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--transfer-rows <file>',
-        'the consortium transfer set (default <data-dir>/transfer.csv)',
-        'DISTILLERY_TRANSFER_ROWS',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--test-rows <file>',
-        "labelled test rows for the teacher's test AUC (default <data-dir>/test.csv, if present)",
-        'DISTILLERY_TEST_ROWS',
       ),
     )
     .addOption(
@@ -110,30 +95,6 @@ export function hubCommand(): Command {
       envOption('--http-port <port>', 'HTTPS API port (0: any free port)', 'DISTILLERY_HTTP_PORT')
         .default(8443)
         .argParser(parsePort),
-    )
-    .addOption(
-      envOption(
-        '--pki-dir <dir>',
-        'directory written by `distillery pki init`',
-        'DISTILLERY_PKI_DIR',
-      ).default('pki'),
-    )
-    .addOption(
-      envOption(
-        '--ca-cert <file>',
-        'consortium CA certificate (default <pki-dir>/ca.crt)',
-        'DISTILLERY_CA_CERT',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--cert <file>',
-        'hub server certificate (default <pki-dir>/hub.crt)',
-        'DISTILLERY_CERT',
-      ),
-    )
-    .addOption(
-      envOption('--key <file>', 'hub private key (default <pki-dir>/hub.key)', 'DISTILLERY_KEY'),
     )
     .addOption(
       envOption(
@@ -176,15 +137,6 @@ export function hubCommand(): Command {
     )
     .addOption(
       envOption(
-        '--seed <n>',
-        'seed of the teacher initialisation and validation split',
-        'DISTILLERY_SEED',
-      )
-        .default(0)
-        .argParser(integerAtLeast(0)),
-    )
-    .addOption(
-      envOption(
         '--publish-on-start',
         'train and publish a first version when the stream has none',
         'DISTILLERY_PUBLISH_ON_START',
@@ -210,57 +162,67 @@ export function hubCommand(): Command {
       )
         .default(4)
         .argParser(numberBetween(0.05, 100)),
-    )
-    .action(async (flags: HubFlags) => {
-      // Loaded here, not at the top, so that `--help` does not start the training engine.
-      const { startHub } = await import('../../hub/hub.js');
-      const { latestVersion } = await import('../../registry/knowledge.js');
-      const logger = createLogger({ service: 'hub' });
-      const dataDir = resolve(flags.dataDir);
-      const pki = pkiLayout(resolve(flags.pkiDir));
-      const hub = await startHub({
-        stateDir: dataDir,
-        files: {
-          dataset: flags.dataset,
-          privateRows: flags.privateRows ?? join(dataDir, 'private.csv'),
-          transferRows: flags.transferRows ?? join(dataDir, 'transfer.csv'),
-          testRows: flags.testRows ?? join(dataDir, 'test.csv'),
-        },
-        ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
-        grpc: { host: flags.grpcHost, port: flags.grpcPort },
-        http: { host: flags.httpHost, port: flags.httpPort },
-        tls: {
-          caCert: flags.caCert ?? pki.caCert,
-          cert: flags.cert ?? pki.hubCert,
-          key: flags.key ?? pki.hubKey,
-        },
-        tokens: {
-          publicKey: flags.tokenPublicKey ?? pki.jwtPublicKey,
-          issuer: flags.tokenIssuer,
-          audience: flags.tokenAudience,
-        },
-        enrol: flags.enrol,
-        teacher: {
-          hidden: flags.teacherHidden,
-          dropout: 0.3,
-          batchSize: 128,
-          learningRate: 1e-3,
-          patience: 8,
-          seed: flags.seed,
-        },
-        logger,
-      });
-      onShutdownSignal(logger, () => hub.close());
-
-      if (flags.publishOnStart && !(await latestVersion(hub.registry.prisma, flags.stream))) {
-        await hub.publisher.publish({
-          stream: flags.stream,
-          epochs: flags.epochs,
-          temperature: flags.temperature,
-          hiddenLayers: [`hidden_${flags.teacherHidden.length}`],
-          actor: 'hub',
-        });
-      }
-      tellParent({ type: 'ready', grpcPort: hub.grpcPort, httpPort: hub.httpPort });
+    );
+  addDatasetOption(command);
+  addSeedOption(command, 'seed of the teacher initialisation and validation split');
+  addTlsFileOptions(command, {
+    cert: 'hub server certificate (default <pki-dir>/hub.crt)',
+    key: 'hub private key (default <pki-dir>/hub.key)',
+  });
+  addSharedDataFileOptions(
+    command,
+    "labelled test rows for the teacher's test AUC (default <data-dir>/test.csv, if present)",
+  );
+  return command.action(async (flags: HubFlags) => {
+    // Loaded here, not at the top, so that `--help` does not start the training engine.
+    const { startHub } = await import('../../hub/hub.js');
+    const { latestVersion } = await import('../../registry/knowledge.js');
+    const logger = createLogger({ service: 'hub' });
+    const dataDir = resolve(flags.dataDir);
+    const pki = pkiLayout(resolve(flags.pkiDir));
+    const hub = await startHub({
+      stateDir: dataDir,
+      files: {
+        dataset: flags.dataset,
+        privateRows: flags.privateRows ?? join(dataDir, 'private.csv'),
+        transferRows: flags.transferRows ?? join(dataDir, 'transfer.csv'),
+        testRows: flags.testRows ?? join(dataDir, 'test.csv'),
+      },
+      ...(flags.databaseUrl ? { databaseUrl: flags.databaseUrl } : {}),
+      grpc: { host: flags.grpcHost, port: flags.grpcPort },
+      http: { host: flags.httpHost, port: flags.httpPort },
+      tls: {
+        caCert: flags.caCert ?? pki.caCert,
+        cert: flags.cert ?? pki.hubCert,
+        key: flags.key ?? pki.hubKey,
+      },
+      tokens: {
+        publicKey: flags.tokenPublicKey ?? pki.jwtPublicKey,
+        issuer: flags.tokenIssuer,
+        audience: flags.tokenAudience,
+      },
+      enrol: flags.enrol,
+      teacher: {
+        hidden: flags.teacherHidden,
+        dropout: 0.3,
+        batchSize: 128,
+        learningRate: 1e-3,
+        patience: 8,
+        seed: flags.seed,
+      },
+      logger,
     });
+    onShutdownSignal(logger, () => hub.close());
+
+    if (flags.publishOnStart && !(await latestVersion(hub.registry.prisma, flags.stream))) {
+      await hub.publisher.publish({
+        stream: flags.stream,
+        epochs: flags.epochs,
+        temperature: flags.temperature,
+        hiddenLayers: [`hidden_${flags.teacherHidden.length}`],
+        actor: 'hub',
+      });
+    }
+    tellParent({ type: 'ready', grpcPort: hub.grpcPort, httpPort: hub.httpPort });
+  });
 }

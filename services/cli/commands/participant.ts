@@ -3,6 +3,12 @@ import { join, resolve } from 'node:path';
 import { createLogger } from '../../shared/logger.js';
 import { assertValidIdentity, pkiLayout } from '../../shared/pki/index.js';
 import { onShutdownSignal, tellParent } from '../lifecycle.js';
+import {
+  addDatasetOption,
+  addSeedOption,
+  addSharedDataFileOptions,
+  addTlsFileOptions,
+} from '../shared-options.js';
 import { envOption, integerAtLeast, numberBetween, parseAddress, parseWidths } from '../options.js';
 
 interface ParticipantFlags {
@@ -30,7 +36,7 @@ interface ParticipantFlags {
 
 /** `distillery participant`: runs a partner bank's node. */
 export function participantCommand(): Command {
-  return new Command('participant')
+  const command = new Command('participant')
     .description(
       "run a partner bank's node: subscribes to the hub, downloads each knowledge version and distils a student on the bank's own rows",
     )
@@ -62,58 +68,9 @@ export function participantCommand(): Command {
     )
     .addOption(
       envOption(
-        '--dataset <name>',
-        'schema of the data files: lending_club or credit_data',
-        'DISTILLERY_DATASET',
-      ).default('lending_club'),
-    )
-    .addOption(
-      envOption(
         '--own-rows <file>',
         "the bank's labelled rows (default <data-dir>/own.csv)",
         'DISTILLERY_OWN_ROWS',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--transfer-rows <file>',
-        'the consortium transfer set (default <data-dir>/transfer.csv)',
-        'DISTILLERY_TRANSFER_ROWS',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--test-rows <file>',
-        'labelled rows to evaluate on (default <data-dir>/test.csv)',
-        'DISTILLERY_TEST_ROWS',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--pki-dir <dir>',
-        'directory with ca.crt and participants/<id>.crt/.key',
-        'DISTILLERY_PKI_DIR',
-      ).default('pki'),
-    )
-    .addOption(
-      envOption(
-        '--ca-cert <file>',
-        'consortium CA certificate (default <pki-dir>/ca.crt)',
-        'DISTILLERY_CA_CERT',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--cert <file>',
-        'client certificate (default <pki-dir>/participants/<id>.crt)',
-        'DISTILLERY_CERT',
-      ),
-    )
-    .addOption(
-      envOption(
-        '--key <file>',
-        'client private key (default <pki-dir>/participants/<id>.key)',
-        'DISTILLERY_KEY',
       ),
     )
     .addOption(
@@ -153,59 +110,61 @@ export function participantCommand(): Command {
         .argParser(numberBetween(1e-6, 1)),
     )
     .addOption(
-      envOption('--seed <n>', 'seed of student initialisation and shuffling', 'DISTILLERY_SEED')
-        .default(0)
-        .argParser(integerAtLeast(0)),
-    )
-    .addOption(
       envOption(
         '--exit-after <n>',
         'stop after distilling this many versions',
         'DISTILLERY_EXIT_AFTER',
       ).argParser(integerAtLeast(1)),
-    )
-    .action(async (flags: ParticipantFlags) => {
-      const id = assertValidIdentity(flags.id);
-      const { startParticipant } = await import('../../participant/participant.js');
-      const logger = createLogger({ service: 'participant', bindings: { participant: id } });
-      const dataDir = resolve(flags.dataDir);
-      const pki = pkiLayout(resolve(flags.pkiDir));
-      const participant = await startParticipant({
-        id,
-        hub: { address: flags.hub, ...(flags.serverName ? { serverName: flags.serverName } : {}) },
-        tls: {
-          caCert: flags.caCert ?? pki.caCert,
-          cert: flags.cert ?? pki.participant(id).cert,
-          key: flags.key ?? pki.participant(id).key,
-        },
-        stream: flags.stream,
-        stateDir: dataDir,
-        files: {
-          dataset: flags.dataset,
-          ownRows: flags.ownRows ?? join(dataDir, 'own.csv'),
-          transferRows: flags.transferRows ?? join(dataDir, 'transfer.csv'),
-          testRows: flags.testRows ?? join(dataDir, 'test.csv'),
-        },
-        student: {
-          hidden: flags.studentHidden,
-          ...(flags.epochs ? { epochs: flags.epochs } : {}),
-          alpha: flags.alpha,
-          batchSize: flags.batchSize,
-          learningRate: flags.learningRate,
-          seed: flags.seed,
-        },
-        ...(flags.exitAfter ? { exitAfter: flags.exitAfter } : {}),
-        logger,
-        onResult: (result) => {
-          process.stdout.write(`${JSON.stringify({ type: 'student', ...result })}\n`);
-          tellParent({ type: 'student', result });
-        },
-      });
-      onShutdownSignal(logger, () => participant.stop());
-      tellParent({ type: 'ready' });
-      const results = await participant.done;
-      // No process.exit here: on SIGTERM the signal handler finishes the shutdown; after
-      // --exit-after the process ends by itself once the hub connection is closed.
-      logger.info({ versions: results.length }, 'participant finished');
+    );
+  addDatasetOption(command);
+  addSeedOption(command, 'seed of student initialisation and shuffling');
+  addTlsFileOptions(command, {
+    cert: 'client certificate (default <pki-dir>/participants/<id>.crt)',
+    key: 'client private key (default <pki-dir>/participants/<id>.key)',
+  });
+  addSharedDataFileOptions(command, 'labelled rows to evaluate on (default <data-dir>/test.csv)');
+  return command.action(async (flags: ParticipantFlags) => {
+    const id = assertValidIdentity(flags.id);
+    const { startParticipant } = await import('../../participant/participant.js');
+    const logger = createLogger({ service: 'participant', bindings: { participant: id } });
+    const dataDir = resolve(flags.dataDir);
+    const pki = pkiLayout(resolve(flags.pkiDir));
+    const participant = await startParticipant({
+      id,
+      hub: { address: flags.hub, ...(flags.serverName ? { serverName: flags.serverName } : {}) },
+      tls: {
+        caCert: flags.caCert ?? pki.caCert,
+        cert: flags.cert ?? pki.participant(id).cert,
+        key: flags.key ?? pki.participant(id).key,
+      },
+      stream: flags.stream,
+      stateDir: dataDir,
+      files: {
+        dataset: flags.dataset,
+        ownRows: flags.ownRows ?? join(dataDir, 'own.csv'),
+        transferRows: flags.transferRows ?? join(dataDir, 'transfer.csv'),
+        testRows: flags.testRows ?? join(dataDir, 'test.csv'),
+      },
+      student: {
+        hidden: flags.studentHidden,
+        ...(flags.epochs ? { epochs: flags.epochs } : {}),
+        alpha: flags.alpha,
+        batchSize: flags.batchSize,
+        learningRate: flags.learningRate,
+        seed: flags.seed,
+      },
+      ...(flags.exitAfter ? { exitAfter: flags.exitAfter } : {}),
+      logger,
+      onResult: (result) => {
+        process.stdout.write(`${JSON.stringify({ type: 'student', ...result })}\n`);
+        tellParent({ type: 'student', result });
+      },
     });
+    onShutdownSignal(logger, () => participant.stop());
+    tellParent({ type: 'ready' });
+    const results = await participant.done;
+    // No process.exit here: on SIGTERM the signal handler finishes the shutdown; after
+    // --exit-after the process ends by itself once the hub connection is closed.
+    logger.info({ versions: results.length }, 'participant finished');
+  });
 }

@@ -1,16 +1,6 @@
+import type { AccessLogRecord } from '../../registry/access-log.js';
 import type { RefusalAttempt } from './refusals.js';
 import type { PartCount } from './split-federation.js';
-
-/** One access log entry as the auditor API returns it. */
-export interface ReportedEntry {
-  sequence: string;
-  at: string;
-  actor: string;
-  action: string;
-  resource: string;
-  outcome: string;
-  reason: string | null;
-}
 
 /** What `distillery demo` writes to report.json. */
 export interface DemoReport {
@@ -51,7 +41,7 @@ export interface DemoReport {
   }[];
   refusals: RefusalAttempt[];
   audit: {
-    entries: ReportedEntry[];
+    entries: AccessLogRecord[];
     verify: { ok: boolean; entries: number; firstBad?: { sequence: string; problem: string } };
   };
   timingsMs: Record<string, number>;
