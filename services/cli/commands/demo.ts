@@ -9,7 +9,7 @@ interface DemoFlags {
   teacherEpochs: number;
   moreTeacherEpochs: number;
   temperature: number;
-  temperature2?: number;
+  temperature2: number;
   studentEpochs?: number;
   studentHidden: number[];
   participants: string[];
@@ -71,9 +71,11 @@ export function demoCommand(): Command {
     .addOption(
       envOption(
         '--temperature-2 <t>',
-        'softmax temperature of version 2 (default: as version 1)',
+        'softmax temperature of version 2',
         'DISTILLERY_TEMPERATURE_2',
-      ).argParser(numberBetween(0.05, 100)),
+      )
+        .default(2)
+        .argParser(numberBetween(0.05, 100)),
     )
     .addOption(
       envOption(
@@ -104,7 +106,7 @@ export function demoCommand(): Command {
         dataset: flags.dataset,
         seed: flags.seed,
         teacherEpochs: [flags.teacherEpochs, flags.moreTeacherEpochs],
-        temperatures: [flags.temperature, flags.temperature2 ?? flags.temperature],
+        temperatures: [flags.temperature, flags.temperature2],
         ...(flags.studentEpochs ? { studentEpochs: flags.studentEpochs } : {}),
         studentHidden: flags.studentHidden,
         participants: flags.participants,

@@ -29,6 +29,7 @@ export interface DemoReport {
     participant: string;
     version: string;
     sequence: number;
+    temperature: number;
     params: number;
     auc: number;
     prAuc: number;
@@ -55,13 +56,14 @@ export function formatReport(report: DemoReport): string {
   lines.push(`Distillery demo — ${report.dataset}, seed ${report.seed}, engine ${report.engine}`);
   lines.push('');
   lines.push(
-    'participant  ver  own rows  teacher params  teacher AUC  student params  student AUC  AUC w/o teacher  compression',
+    'participant  ver    T  own rows  teacher params  teacher AUC  student params  student AUC  AUC w/o teacher  compression',
   );
   for (const s of report.students) {
     lines.push(
       [
         s.participant.padEnd(11),
         String(s.sequence).padStart(4),
+        String(s.temperature).padStart(4),
         String(s.ownRows).padStart(9),
         String(report.teacher.params).padStart(15),
         f3(s.teacherAuc).padStart(12),

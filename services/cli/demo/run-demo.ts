@@ -139,7 +139,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 
     const v1 = await phase(
       'publishV1',
-      `hub trains the teacher (${options.teacherEpochs[0]} epochs at most) and publishes version 1`,
+      `hub trains the teacher (${options.teacherEpochs[0]} epochs at most) and publishes version 1 at T=${options.temperatures[0]}`,
       () => publish(options.teacherEpochs[0], options.temperatures[0]),
     );
     print(
@@ -200,7 +200,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 
     const v2 = await phase(
       'publishV2',
-      `hub trains the teacher further (${options.teacherEpochs[1]} more epochs at most) and publishes version 2`,
+      `hub trains the teacher further (${options.teacherEpochs[1]} more epochs at most, kept only if validation improves) and publishes version 2 at T=${options.temperatures[1]}`,
       () => publish(options.teacherEpochs[1], options.temperatures[1]),
     );
     print(
@@ -292,6 +292,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         participant: s.participant,
         version: s.versionId,
         sequence: s.sequence,
+        temperature: s.temperature,
         params: s.params,
         auc: s.auc,
         prAuc: s.prAuc,
