@@ -89,8 +89,7 @@ export async function buildHttpApi(options: HttpApiOptions) {
     ) => {
       if (isDistilleryError(err)) return sendError(reply, err);
       if (err.validation) {
-        const detail = `${err.validationContext ?? 'request'} ${err.message.replace(/^(body|querystring|params)\/?/, '')}`;
-        return sendError(reply, fail('REQUEST_INVALID', { detail: detail.trim() }));
+        return sendError(reply, fail('REQUEST_INVALID', { detail: describeValidation(err) }));
       }
       if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
         return sendError(reply, fail('REQUEST_INVALID', { detail: err.message }), err.statusCode);
@@ -336,6 +335,28 @@ export async function buildHttpApi(options: HttpApiOptions) {
   );
 
   return app;
+}
+
+interface AjvIssue {
+  instancePath?: string;
+  message?: string;
+  params?: { additionalProperty?: string; missingProperty?: string };
+}
+
+/** Names the field a schema rejected: "body.epochs must be integer". */
+function describeValidation(err: { validation?: unknown; validationContext?: string }): string {
+  const issue = (Array.isArray(err.validation) ? err.validation[0] : undefined) as
+    AjvIssue | undefined;
+  const context = err.validationContext ?? 'request';
+  const path = (issue?.instancePath ?? '').split('/').filter(Boolean).join('.');
+  const where = path ? `${context}.${path}` : context;
+  if (issue?.params?.additionalProperty) {
+    return `${where} has an unknown field "${issue.params.additionalProperty}"`;
+  }
+  if (issue?.params?.missingProperty) {
+    return `${where} lacks the field "${issue.params.missingProperty}"`;
+  }
+  return `${where} ${issue?.message ?? 'is invalid'}`;
 }
 
 /** The hub's HTTP API as built by {@link buildHttpApi}. */

@@ -8,7 +8,8 @@ import { enrolParticipant } from '../registry/participants.js';
 import { Announcer } from './announcer.js';
 import { buildHttpApi, type HttpApi } from './http-api.js';
 import { startKnowledgeServer } from './knowledge-server.js';
-import { KnowledgePublisher, type HubDataFiles, type TeacherSettings } from './publisher.js';
+import { loadHubData, type HubDataFiles } from './hub-data.js';
+import { KnowledgePublisher, type TeacherSettings } from './publisher.js';
 
 /** Everything a hub needs to start. Paths are the hub operator's own files. */
 export interface HubOptions {
@@ -52,6 +53,8 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     readRequired(options.tls.key, 'hub private key'),
     readRequired(options.tokens.publicKey, 'token verification key'),
   ]);
+  // The data files first: a bad one stops the hub before it opens the registry or a port.
+  const data = loadHubData(options.files, options.teacher.seed, logger);
   const engine = options.engine ?? (await loadEngine({ logger }));
   const registry = await openRegistry({
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
@@ -74,12 +77,12 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       registry,
       announcer,
       engine,
-      files: options.files,
+      data,
       stateDir: options.stateDir,
       teacher: options.teacher,
       logger,
     });
-    await publisher.load();
+    await publisher.restoreTeacher();
     cleanups.push(async () => publisher.dispose());
 
     const listener = await startKnowledgeServer({

@@ -3,18 +3,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { LayersModel } from '@tensorflow/tfjs';
-import { sha256Hex } from '../shared/digest.js';
 import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { readLabelledRows, readUnlabelledRows } from '../shared/data/csv.js';
-import { getDatasetSchema } from '../shared/data/dataset-schema.js';
-import {
-  encodeRows,
-  featureDim,
-  fitPreprocessor,
-  type PreprocessorSpec,
-} from '../shared/data/preprocessing.js';
-import { splitStratified } from '../shared/data/split.js';
 import type { Engine } from '../shared/ml/engine.js';
 import { countParams } from '../shared/ml/mlp.js';
 import { rocAuc } from '../shared/ml/metrics.js';
@@ -33,6 +23,7 @@ import type { Registry } from '../registry/database.js';
 import { appendAccess } from '../registry/access-log.js';
 import { ensureStream, latestVersion, publishVersion } from '../registry/knowledge.js';
 import type { Announcer } from './announcer.js';
+import type { HubData } from './hub-data.js';
 
 /** How the hub's teacher is built. */
 export interface TeacherSettings {
@@ -45,17 +36,6 @@ export interface TeacherSettings {
   /** Epochs without a better validation AUC before training stops. */
   patience: number;
   seed: number;
-}
-
-/** The hub's own files: only the hub process ever opens them. */
-export interface HubDataFiles {
-  dataset: string;
-  /** Labelled private rows: the teacher's training data. Never leaves the hub. */
-  privateRows: string;
-  /** The consortium's unlabelled transfer set. */
-  transferRows: string;
-  /** Optional labelled test rows, to report the teacher's test AUC. */
-  testRows?: string;
 }
 
 /** What an operator asks for when publishing a version. */
@@ -90,19 +70,15 @@ export interface PublishResult {
     hidden: number[];
     epochsTrained: number;
     epochsRun: number;
+    /**
+     * False when further training beat no earlier validation score, so the teacher kept the
+     * weights it had: the version then carries the same teacher as its parent.
+     */
+    improved: boolean;
     validationAuc: number;
     testAuc: number | null;
   };
   timingsMs: { train: number; states: number; publish: number };
-}
-
-interface LoadedHubData {
-  spec: PreprocessorSpec;
-  inputDim: number;
-  train: { x: Float32Array; y: Uint8Array };
-  validation: { x: Float32Array; y: Uint8Array };
-  transfer: { x: Float32Array; rows: number; encodedSha256: string };
-  test?: { x: Float32Array; y: Uint8Array; rows: number };
 }
 
 /** Options of {@link KnowledgePublisher}. */
@@ -110,7 +86,8 @@ export interface KnowledgePublisherOptions {
   registry: Registry;
   announcer: Announcer;
   engine: Engine;
-  files: HubDataFiles;
+  /** The hub's rows, read and encoded by {@link loadHubData}. */
+  data: HubData;
   /** Where the hub keeps its teacher between restarts. */
   stateDir: string;
   teacher: TeacherSettings;
@@ -125,7 +102,6 @@ export interface KnowledgePublisherOptions {
  */
 export class KnowledgePublisher {
   readonly #options: KnowledgePublisherOptions;
-  #data: LoadedHubData | undefined;
   #teacher: { model: LayersModel; epochsTrained: number; validationAuc: number } | undefined;
   #busy: Promise<unknown> = Promise.resolve();
 
@@ -133,49 +109,8 @@ export class KnowledgePublisher {
     this.#options = options;
   }
 
-  /**
-   * Reads and checks the hub's files and restores a saved teacher. Called at start-up, so
-   * that a bad data file stops the hub with a clear error before it serves anything.
-   */
-  async load(): Promise<void> {
-    const { files, teacher, logger } = this.#options;
-    const schema = getDatasetSchema(files.dataset);
-    const labelled = readLabelledRows(files.privateRows, schema);
-    const spec = fitPreprocessor(labelled.rows, schema);
-    const inputDim = featureDim(spec);
-    const x = encodeRows(spec, labelled.rows);
-
-    const parts = splitStratified(labelled.labels, { train: 0.85, validation: 0.15 }, teacher.seed);
-    const transferRows = readUnlabelledRows(files.transferRows, schema);
-    const transferX = encodeRows(spec, transferRows);
-    const transferBytes = new Uint8Array(
-      transferX.buffer,
-      transferX.byteOffset,
-      transferX.byteLength,
-    );
-
-    let test: LoadedHubData['test'];
-    if (files.testRows && existsSync(files.testRows)) {
-      const t = readLabelledRows(files.testRows, schema);
-      test = { x: encodeRows(spec, t.rows), y: t.labels, rows: t.rows.length };
-    }
-
-    this.#data = {
-      spec,
-      inputDim,
-      train: selectRows(x, labelled.labels, inputDim, parts.train),
-      validation: selectRows(x, labelled.labels, inputDim, parts.validation),
-      transfer: {
-        x: transferX,
-        rows: transferRows.length,
-        encodedSha256: sha256Hex(transferBytes),
-      },
-      test,
-    };
-    logger.info(
-      { privateRows: labelled.rows.length, transferRows: transferRows.length, inputDim },
-      'hub data loaded',
-    );
+  /** Restores the teacher saved by an earlier run of the hub, if there is one. */
+  async restoreTeacher(): Promise<void> {
     await this.#restoreTeacher();
   }
 
@@ -188,8 +123,7 @@ export class KnowledgePublisher {
 
   async #publish(request: PublishRequest): Promise<PublishResult> {
     const { engine, registry, announcer, logger, teacher: settings } = this.#options;
-    const data = this.#data;
-    if (!data) throw fail('CONFIG_INVALID', { detail: 'publisher used before load()' });
+    const data = this.#options.data;
 
     const started = performance.now();
     const current = request.fresh ? undefined : this.#teacher;
@@ -211,6 +145,13 @@ export class KnowledgePublisher {
     });
     if (current && current.model !== trained.model) current.model.dispose();
     const epochsTrained = (current?.epochsTrained ?? 0) + trained.epochsRun;
+    const improved = current === undefined || trained.bestEpoch > 0;
+    if (!improved) {
+      logger.warn(
+        { epochsRun: trained.epochsRun, validationAuc: trained.bestValAuc },
+        'further training did not improve the teacher; publishing it unchanged',
+      );
+    }
     this.#teacher = { model: trained.model, epochsTrained, validationAuc: trained.bestValAuc };
     const trainedAt = performance.now();
 
@@ -323,6 +264,7 @@ export class KnowledgePublisher {
         hidden: settings.hidden,
         epochsTrained,
         epochsRun: trained.epochsRun,
+        improved,
         validationAuc: trained.bestValAuc,
         testAuc,
       },
@@ -365,16 +307,6 @@ export class KnowledgePublisher {
     this.#teacher?.model.dispose();
     this.#teacher = undefined;
   }
-}
-
-function selectRows(x: Float32Array, y: Uint8Array, dim: number, indices: Uint32Array) {
-  const outX = new Float32Array(indices.length * dim);
-  const outY = new Uint8Array(indices.length);
-  indices.forEach((row, i) => {
-    outX.set(x.subarray(row * dim, (row + 1) * dim), i * dim);
-    outY[i] = y[row];
-  });
-  return { x: outX, y: outY };
 }
 
 /** SHA-256 over the teacher's weights in layer order: identifies the exact teacher. */

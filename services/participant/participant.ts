@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { ClientReadableStream, Interceptor } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { fail } from '../shared/errors.js';
+import { fail, isDistilleryError } from '../shared/errors.js';
+import { identityFromCertificatePem } from '../shared/pki/index.js';
 import type { Logger } from '../shared/logger.js';
 import { loadEngine, type Engine } from '../shared/ml/engine.js';
 import type { Announcement__Output } from '../shared/transport/proto.js';
@@ -59,6 +60,14 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     readRequired(options.tls.cert, 'participant certificate'),
     readRequired(options.tls.key, 'participant private key'),
   ]);
+  const certified = identityFromCertificatePem(certPem);
+  if (certified !== options.id) {
+    throw fail('PKI_IDENTITY_MISMATCH', {
+      path: options.tls.cert,
+      actual: certified ?? '(no participant identity)',
+      expected: options.id,
+    });
+  }
   const engine = options.engine ?? (await loadEngine({ logger }));
   const distiller = new Distiller(engine, options.id, options.files, options.student, logger);
   distiller.checkFiles();
@@ -136,6 +145,8 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
         pause = backoff.initial;
       } catch (err) {
         if (stopping && (err as { code?: number }).code === GrpcStatus.CANCELLED) break;
+        // Local failures (bad data, a version that fails verification) are ours, not the hub's.
+        if (isDistilleryError(err)) throw err;
         if (!isTransient(err)) throw describeHubError(err);
         logger.warn(
           {
@@ -182,7 +193,9 @@ function describeHubError(err: unknown) {
   const e = err as { code?: number; details?: string; message?: string };
   const detail = e.details ?? e.message ?? String(err);
   return Object.assign(
-    new Error(`hub refused the participant: ${detail} (gRPC status ${e.code})`),
+    new Error(
+      `hub refused the participant: ${detail} (gRPC status ${GrpcStatus[e.code ?? 2] ?? e.code})`,
+    ),
     {
       code: e.code,
       cause: err,

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import { PGlite } from '@electric-sql/pglite';
+import { lockDirectory, type DirectoryLock } from './directory-lock.js';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
@@ -120,10 +121,16 @@ function openBackend(options: OpenRegistryOptions, logger: Logger): Promise<Back
 async function openPglite(dir: string | null): Promise<Backend> {
   const location = dir ?? 'memory';
   let db: PGlite;
+  let lock: DirectoryLock | undefined;
   try {
-    if (dir !== null) await mkdir(dir, { recursive: true });
+    if (dir !== null) {
+      await mkdir(dir, { recursive: true });
+      lock = await lockDirectory(dir);
+    }
     db = await PGlite.create(dir ?? 'memory://');
   } catch (err) {
+    await lock?.release();
+    if (isDistilleryError(err)) throw err;
     throw fail(
       'REGISTRY_UNAVAILABLE',
       { detail: `cannot open PGlite at ${location}: ${describe(err)}` },
@@ -139,6 +146,7 @@ async function openPglite(dir: string | null): Promise<Backend> {
     async release() {
       await prisma.$disconnect();
       await db.close();
+      await lock?.release();
     },
   };
 }

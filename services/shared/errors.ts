@@ -22,6 +22,12 @@ export const ERROR_CATALOGUE = {
     http: 500,
     grpc: GrpcStatus.INTERNAL,
   },
+  OUTPUT_DIR_NOT_EMPTY: {
+    message:
+      '{path} is not empty and holds no earlier {what}; choose another directory or empty it',
+    http: 500,
+    grpc: GrpcStatus.INTERNAL,
+  },
   CONFIG_FILE_MISSING: {
     message: '{what} not found at {path}',
     http: 500,
@@ -126,6 +132,11 @@ export const ERROR_CATALOGUE = {
     http: 400,
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },
+  PKI_IDENTITY_MISMATCH: {
+    message: 'certificate {path} is issued to "{actual}", not to "{expected}"',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
   PKI_BAD_CSR: {
     message: 'certificate signing request rejected: {reason}',
     http: 400,
@@ -207,6 +218,11 @@ export const ERROR_CATALOGUE = {
     message: 'registry migration {name} failed: {detail}',
     http: 500,
     grpc: GrpcStatus.INTERNAL,
+  },
+  REGISTRY_LOCKED: {
+    message: 'registry {path} is in use by another process (pid {pid}); one hub per data directory',
+    http: 503,
+    grpc: GrpcStatus.UNAVAILABLE,
   },
   AUDIT_CURSOR_INVALID: {
     message: 'audit cursor "{cursor}" is invalid',

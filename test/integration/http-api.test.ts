@@ -10,6 +10,8 @@ import { appendAccess } from '../../services/registry/access-log.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { buildHttpApi, type HttpApi } from '../../services/hub/http-api.js';
 import { KnowledgePublisher } from '../../services/hub/publisher.js';
+import { loadHubData } from '../../services/hub/hub-data.js';
+import { splitFederation } from '../../services/cli/demo/split-federation.js';
 import { loadEngine } from '../../services/shared/ml/engine.js';
 
 const logger = silentLogger();
@@ -37,6 +39,13 @@ describe('hub HTTP API', () => {
     pki = await initDevelopmentPki(join(dir, 'pki'), { participants: ['bank-a'] });
     signingKey = await readFile(pki.jwtPrivateKey, 'utf8');
     registry = await openRegistry({ databaseUrl: 'memory://', logger });
+    const split = splitFederation({
+      input: 'data/lending_club.csv',
+      dataset: 'lending_club',
+      outDir: join(dir, 'parties'),
+      seed: 0,
+      participants: [],
+    });
     for (let i = 0; i < 5; i++) {
       await appendAccess(registry.prisma, {
         actor: i % 2 ? 'bank-a' : 'bank-b',
@@ -50,7 +59,15 @@ describe('hub HTTP API', () => {
       registry,
       announcer: new Announcer(),
       engine,
-      files: { dataset: 'lending_club', privateRows: '/nonexistent', transferRows: '/nonexistent' },
+      data: loadHubData(
+        {
+          dataset: 'lending_club',
+          privateRows: join(split.hubDir, 'private.csv'),
+          transferRows: join(split.hubDir, 'transfer.csv'),
+        },
+        0,
+        logger,
+      ),
       stateDir: dir,
       teacher: { hidden: [8], dropout: 0, batchSize: 32, learningRate: 1e-3, patience: 2, seed: 0 },
       logger,
@@ -144,7 +161,18 @@ describe('hub HTTP API', () => {
     });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe('REQUEST_INVALID');
-    expect(res.json().error.message).toContain('epochs');
+    expect(res.json().error.message).toBe('invalid request: body.epochs must be integer');
+  });
+
+  it('names an unknown field of a publish body', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/streams/default/versions',
+      headers: { authorization: `Bearer ${await token('operator')}` },
+      payload: { epoch: 1 },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.message).toBe('invalid request: body has an unknown field "epoch"');
   });
 
   it('rejects a body that is not JSON', async () => {

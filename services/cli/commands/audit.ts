@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fail } from '../../shared/errors.js';
@@ -68,9 +68,21 @@ export function auditCommand(): Command {
       }
       return value;
     })
-    .option('--since <time>', 'only entries at or after this ISO 8601 time')
+    .option('--since <time>', 'only entries at or after this ISO 8601 time', (value: string) => {
+      const at = new Date(value);
+      if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(at.getTime())) {
+        throw new InvalidArgumentError(
+          `"${value}" is not an ISO 8601 time such as 2026-12-03T09:00:00Z`,
+        );
+      }
+      return at.toISOString();
+    })
     .option('--limit <n>', 'entries per page', integerAtLeast(1), 500)
-    .option('--format <format>', 'table, json or ndjson', 'table')
+    .addOption(
+      new Option('--format <format>', 'output format')
+        .choices(['table', 'json', 'ndjson'])
+        .default('table'),
+    )
     .action(
       async (
         flags: ConnectionFlags & {
@@ -133,6 +145,9 @@ function writeEntries(entries: AccessLogRecord[], format: string): void {
     for (const entry of entries) process.stdout.write(`${JSON.stringify(entry)}\n`);
     return;
   }
+  process.stdout.write(
+    `${'seq'.padStart(5)}  ${'time'.padEnd(24)}  ${'outcome'.padEnd(7)}  ${'actor'.padEnd(22)}  ${'action'.padEnd(12)}  resource\n`,
+  );
   for (const e of entries) {
     const reason = e.reason ? `  (${e.reason})` : '';
     process.stdout.write(

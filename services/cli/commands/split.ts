@@ -26,6 +26,7 @@ export function splitCommand(): Command {
         .default(0)
         .argParser(integerAtLeast(0)),
     )
+    .option('--force', 'replace the files of an earlier split', false)
     .action(
       (flags: {
         input: string;
@@ -33,6 +34,7 @@ export function splitCommand(): Command {
         out: string;
         participants: string[];
         seed: number;
+        force: boolean;
       }) => {
         const split = splitFederation({
           input: resolve(flags.input),
@@ -40,6 +42,7 @@ export function splitCommand(): Command {
           outDir: resolve(flags.out),
           seed: flags.seed,
           participants: flags.participants,
+          force: flags.force,
         });
         process.stdout.write(`${JSON.stringify(split, null, 2)}\n`);
       },

@@ -1,4 +1,5 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { fail } from '../../shared/errors.js';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { initDevelopmentPki } from '../../shared/pki/index.js';
@@ -42,8 +43,7 @@ const AUDIENCE = 'distillery-hub';
 export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const outDir = resolve(options.outDir);
-  rmSync(outDir, { recursive: true, force: true });
-  mkdirSync(join(outDir, 'logs'), { recursive: true });
+  prepareOutputDir(outDir);
   const timings: Record<string, number> = {};
   const phase = async <T>(name: string, label: string, work: () => Promise<T>): Promise<T> => {
     print(`▸ ${label}`);
@@ -317,6 +317,25 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   } finally {
     await Promise.all(services.map((s) => s.stop(5_000)));
   }
+}
+
+const MARKER = '.distillery-demo';
+
+/**
+ * Empties the output directory of an earlier demo run. A directory that exists, is not
+ * empty and lacks the marker a demo run leaves is refused: `--out` pointed at the wrong
+ * place must not delete someone's files.
+ */
+function prepareOutputDir(outDir: string): void {
+  if (existsSync(outDir) && readdirSync(outDir).length > 0 && !existsSync(join(outDir, MARKER))) {
+    throw fail('OUTPUT_DIR_NOT_EMPTY', { path: outDir, what: 'demo output' });
+  }
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(join(outDir, 'logs'), { recursive: true });
+  writeFileSync(
+    join(outDir, MARKER),
+    'Written by `distillery demo`; the next run empties this directory.\n',
+  );
 }
 
 function fmt(value: number | null | undefined): string {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../../shared/errors.js';
 import { readAllRows, readLabelledRows, writeRows, type RawRow } from '../../shared/data/csv.js';
@@ -17,6 +18,8 @@ export interface FederationSplitOptions {
   transferFraction?: number;
   testFraction?: number;
   participantFraction?: number;
+  /** Replace files an earlier split wrote; default false. */
+  force?: boolean;
 }
 
 /** Row and positive counts of one part of the split. */
@@ -63,6 +66,14 @@ export function splitFederation(options: FederationSplitOptions): FederationSpli
     throw fail('CONFIG_INVALID', {
       detail: `split fractions add up to ${total.toFixed(3)}, more than 1`,
     });
+  }
+
+  const targets = [join(options.outDir, 'hub', 'private.csv')].concat(
+    options.participants.map((p) => join(options.outDir, p, 'own.csv')),
+  );
+  const existing = targets.find((path) => existsSync(path));
+  if (existing && !options.force) {
+    throw fail('PKI_ALREADY_EXISTS', { what: 'a split', path: existing });
   }
 
   const parts = splitStratified(labelled.labels, fractions, options.seed);

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { fail } from '../errors.js';
 
@@ -136,4 +137,17 @@ function closingQuote(text: string, from: number): number {
     else if (text[i] === '"') return i;
   }
   return -1;
+}
+
+/**
+ * The participant identity a certificate file names, read as the hub will read it after the
+ * handshake; null when it names none. Lets a node check its own configuration at start.
+ */
+export function identityFromCertificatePem(certPem: string): string | null {
+  const cert = new X509Certificate(certPem);
+  const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1];
+  return identityFromPeerCertificate({
+    subjectaltname: cert.subjectAltName ?? '',
+    subject: { CN: cn },
+  } as unknown as PeerCertificate);
 }

@@ -30,6 +30,7 @@ export { fingerprintOfDer, x5tS256OfDer } from './fingerprint.js';
 export {
   assertValidIdentity,
   CERTIFICATE_ROLES,
+  identityFromCertificatePem,
   identityFromPeerCertificate,
   identityUri,
   isValidIdentity,

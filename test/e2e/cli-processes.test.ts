@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initDevelopmentPki } from '../../services/shared/pki/index.js';
+import { initDevelopmentPki, pkiLayout } from '../../services/shared/pki/index.js';
 import { splitFederation } from '../../services/cli/demo/split-federation.js';
 
 /** Runs `distillery <args>` until `ready` matches its log, then SIGTERMs it. */
@@ -35,7 +35,7 @@ function runUntil(args: string[], ready: RegExp, timeoutMs = 120_000) {
   );
 }
 
-describe('services on SIGTERM', () => {
+describe('distillery processes', () => {
   let dir: string;
   let pkiDir: string;
   let parties: ReturnType<typeof splitFederation>;
@@ -121,4 +121,51 @@ describe('services on SIGTERM', () => {
       `distillery: DATA_FILE_MISSING: data file not found: ${join(dir, 'nowhere', 'private.csv')}`,
     );
   }, 180_000);
+
+  describe('given a bad configuration, exits 1 with one line naming the problem', () => {
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['bin/distillery.js', ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, DATABASE_URL: '' },
+      });
+
+    it('a participant whose --id is not the identity in its certificate', () => {
+      const pki = pkiLayout(pkiDir);
+      const result = run([
+        'participant',
+        '--id',
+        'bank-b',
+        '--cert',
+        pki.participant('bank-a').cert,
+        '--key',
+        pki.participant('bank-a').key,
+        '--pki-dir',
+        pkiDir,
+        '--data-dir',
+        parties.participantDirs['bank-a'],
+      ]);
+      expect(result.status).toBe(1);
+      expect(result.stderr.trim().split('\n').at(-1)).toBe(
+        `distillery: PKI_IDENTITY_MISMATCH: certificate ${pki.participant('bank-a').cert} is issued to "bank-a", not to "bank-b"`,
+      );
+    });
+
+    it("a demo pointed at a directory of someone else's files, which it leaves alone", async () => {
+      const elsewhere = join(dir, 'important');
+      await mkdir(elsewhere);
+      await writeFile(join(elsewhere, 'notes.txt'), 'keep me');
+      const result = run(['demo', '--out', elsewhere]);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain('OUTPUT_DIR_NOT_EMPTY');
+      expect(await readFile(join(elsewhere, 'notes.txt'), 'utf8')).toBe('keep me');
+    });
+
+    it('a split over an earlier one, unless --force', () => {
+      const args = ['split', '--input', 'data/lending_club.csv', '--out', join(dir, 'parties')];
+      const refused = run(args);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toContain('already exists');
+      expect(run([...args, '--participants', 'bank-a', '--seed', '2', '--force']).status).toBe(0);
+    });
+  });
 });
