@@ -5,6 +5,7 @@ import { loadEngine, type Engine } from '../shared/ml/engine.js';
 import { createTokenVerifier } from '../shared/tokens/index.js';
 import { openRegistry, type Registry } from '../registry/database.js';
 import { enrolParticipant } from '../registry/participants.js';
+import { ensureStream } from '../registry/knowledge.js';
 import { Announcer } from './announcer.js';
 import { buildHttpApi, type HttpApi } from './http-api.js';
 import { startKnowledgeServer } from './knowledge-server.js';
@@ -22,6 +23,9 @@ export interface HubOptions {
   http: { host: string; port: number };
   tls: { caCert: string; cert: string; key: string };
   tokens: { publicKey: string; issuer: string; audience: string };
+  /** Streams that exist from the start, so participants can subscribe before the first
+   * version; default `['default']`. Participants cannot create streams. */
+  streams?: string[];
   /** Participants enrolled at start (idempotent). */
   enrol: string[];
   teacher: TeacherSettings;
@@ -71,6 +75,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
 
   try {
     for (const id of options.enrol) await enrolParticipant(registry.prisma, { id });
+    for (const name of options.streams ?? ['default']) await ensureStream(registry.prisma, name);
 
     const announcer = new Announcer();
     const publisher = new KnowledgePublisher({

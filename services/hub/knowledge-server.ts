@@ -7,6 +7,7 @@ import { appendAccess } from '../registry/access-log.js';
 import type { Announcer } from './announcer.js';
 import { createKnowledgeService } from './knowledge-service.js';
 import { listenMtls, type MtlsListener } from './mtls-listener.js';
+import { createRefusalRecorder } from './refusal-recorder.js';
 
 /** Options of {@link startKnowledgeServer}. */
 export interface KnowledgeServerOptions {
@@ -34,7 +35,18 @@ export async function startKnowledgeServer(options: KnowledgeServerOptions): Pro
       logger: logger.child({ component: 'grpc' }),
     }),
   );
-  return listenMtls({
+  const refusals = createRefusalRecorder({
+    logger,
+    write: async (entry) => {
+      await appendAccess(registry.prisma, {
+        ...entry,
+        action: 'handshake',
+        resource: 'grpc',
+        outcome: 'denied',
+      });
+    },
+  });
+  const listener = await listenMtls({
     host: options.host,
     port: options.port,
     caPem: options.tls.caPem,
@@ -44,14 +56,14 @@ export async function startKnowledgeServer(options: KnowledgeServerOptions): Pro
     logger,
     onRefused: async (refusal) => {
       logger.info({ ...refusal }, 'TLS handshake refused');
-      await appendAccess(registry.prisma, {
-        actor: refusal.claimedIdentity ? `unverified:${refusal.claimedIdentity}` : 'anonymous',
-        action: 'handshake',
-        resource: 'grpc',
-        outcome: 'denied',
-        reason: refusal.reason,
-        peerAddress: refusal.peerAddress,
-      });
+      await refusals.record(refusal);
     },
   });
+  return {
+    port: listener.port,
+    async close(graceMs) {
+      await listener.close(graceMs);
+      await refusals.close();
+    },
+  };
 }

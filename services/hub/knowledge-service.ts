@@ -22,7 +22,7 @@ import type {
 } from '../shared/transport/proto.js';
 import { appendAccess } from '../registry/access-log.js';
 import { getParticipant } from '../registry/participants.js';
-import { ensureStream, getVersion, listVersions, readChunk } from '../registry/knowledge.js';
+import { getVersion, listVersions, readChunk } from '../registry/knowledge.js';
 import type { Registry } from '../registry/database.js';
 import type { Announcer } from './announcer.js';
 
@@ -36,6 +36,18 @@ export interface KnowledgeServiceOptions {
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
 const STREAM_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/**
+ * Calls one participant may hold open at once. A bank's node needs one subscription and one
+ * download; the limits leave room for a restart overlapping the old connection, and keep one
+ * participant from taking every registry connection from the others.
+ */
+export const MAX_OPEN_CALLS = { subscriptions: 4, downloads: 4 } as const;
+
+/** What a caller sent, cut short for log lines and error messages. */
+function shown(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}…` : value;
+}
 
 /**
  * The `distillery.v1.Knowledge` handlers. Each call is attributed to the participant named
@@ -62,6 +74,31 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       peerAddress: call.getPeer(),
       ...extra,
     });
+  }
+
+  const open = { subscriptions: new Map<string, number>(), downloads: new Map<string, number>() };
+
+  /** Counts an open call of `participant`; returns its release, which is safe to call twice. */
+  function holdCall(participant: string, what: keyof typeof MAX_OPEN_CALLS): () => void {
+    const counts = open[what];
+    const held = counts.get(participant) ?? 0;
+    if (held >= MAX_OPEN_CALLS[what]) {
+      throw fail('PEER_TOO_MANY_CALLS', {
+        participant,
+        open: held,
+        what,
+        limit: MAX_OPEN_CALLS[what],
+      });
+    }
+    counts.set(participant, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const now = (counts.get(participant) ?? 1) - 1;
+      if (now > 0) counts.set(participant, now);
+      else counts.delete(participant);
+    };
   }
 
   /** Resolves the caller's identity from its certificate and checks it is enrolled. */
@@ -111,18 +148,22 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
 
   async function subscribe(call: ServerWritableStream<SubscribeRequest__Output, Announcement>) {
     const stream = call.request.stream;
-    const resource = `stream:${stream}`;
+    const resource = `stream:${shown(stream)}`;
     let actor = 'anonymous';
     let unlisten: (() => void) | undefined;
     try {
       actor = await authorise(call, 'subscribe', resource);
       if (!STREAM_NAME.test(stream))
-        throw fail('REQUEST_INVALID', { detail: `stream name "${stream}"` });
+        throw fail('REQUEST_INVALID', { detail: `stream name "${shown(stream)}"` });
       const afterSequence = Number(call.request.afterSequence);
       if (!Number.isSafeInteger(afterSequence) || afterSequence < 0) {
         throw fail('REQUEST_INVALID', { detail: 'after_sequence must be a non-negative integer' });
       }
-      await ensureStream(prisma, stream);
+      // Only the hub's operator creates streams; a subscriber names one that exists.
+      await listVersions(prisma, stream, { afterSequence: Number.MAX_SAFE_INTEGER });
+      const release = holdCall(actor, 'subscriptions');
+      call.once('close', release);
+      call.once('cancelled', release);
       await record(call, actor, 'subscribe', resource, 'allowed', { detail: { afterSequence } });
       logger.info({ participant: actor, stream, afterSequence }, 'subscription opened');
 
@@ -166,12 +207,14 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     callback: sendUnaryData<ManifestResponse>,
   ) {
     const id = call.request.versionId;
-    const resource = `version:${id}`;
+    const resource = `version:${shown(id)}`;
     let actor = 'anonymous';
     try {
       actor = await authorise(call, 'manifest', resource);
       if (!isVersionId(id))
-        throw fail('REQUEST_INVALID', { detail: `version id "${id}" is not 64 hex digits` });
+        throw fail('REQUEST_INVALID', {
+          detail: `version id "${shown(id)}" is not 64 hex digits`,
+        });
       const version = await getVersion(prisma, id);
       await record(call, actor, 'manifest', resource, 'allowed');
       callback(null, {
@@ -188,16 +231,21 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
   async function fetchChunks(call: ServerWritableStream<FetchChunksRequest__Output, Chunk>) {
     const id = call.request.versionId;
     const fromIndex = call.request.fromIndex;
-    const resource = `version:${id}`;
+    const resource = `version:${shown(id)}`;
     let actor = 'anonymous';
     try {
       actor = await authorise(call, 'download', resource);
       if (!isVersionId(id))
-        throw fail('REQUEST_INVALID', { detail: `version id "${id}" is not 64 hex digits` });
+        throw fail('REQUEST_INVALID', {
+          detail: `version id "${shown(id)}" is not 64 hex digits`,
+        });
       const version = await getVersion(prisma, id);
       if (fromIndex > version.chunkCount) {
         throw fail('CHUNK_OUT_OF_RANGE', { id, count: version.chunkCount, index: fromIndex });
       }
+      const release = holdCall(actor, 'downloads');
+      call.once('close', release);
+      call.once('cancelled', release);
       await record(call, actor, 'download', resource, 'allowed', {
         detail: { fromIndex, chunks: version.chunkCount - fromIndex },
       });

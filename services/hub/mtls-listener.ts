@@ -67,7 +67,9 @@ export async function listenMtls(options: MtlsListenerOptions): Promise<MtlsList
     const cn = presented?.subject?.CN;
     const refusal: RefusedConnection = {
       peerAddress: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
-      claimedIdentity: typeof cn === 'string' && cn.length > 0 ? cn : null,
+      // What a stranger claims is cut short: it is written to the log, and a certificate
+      // can carry a subject of tens of kilobytes.
+      claimedIdentity: typeof cn === 'string' && cn.length > 0 ? cn.slice(0, 64) : null,
       reason,
     };
     // Nothing from the socket is read while the refusal is recorded, and it is closed only

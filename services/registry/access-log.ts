@@ -400,18 +400,37 @@ function normaliseEntry(entry: AccessEntryInput): EntryFields {
   // Hash what the database will give back: JSONB keeps only what survives JSON, so Dates
   // become strings and undefined members vanish before hashing, not after re-reading.
   const json = entry.detail === undefined ? undefined : JSON.stringify(entry.detail);
-  const detail = json === undefined ? null : (JSON.parse(json) as Prisma.JsonValue);
+  const detail =
+    json === undefined ? null : (JSON.parse(clipText(json, MAX_DETAIL, true)) as Prisma.JsonValue);
 
   return {
     at: at.toISOString(),
-    actor: entry.actor,
-    action: entry.action,
-    resource: entry.resource,
+    actor: clipText(entry.actor, MAX_NAME),
+    action: clipText(entry.action, MAX_NAME),
+    resource: clipText(entry.resource, MAX_NAME),
     outcome: entry.outcome,
-    reason: entry.reason ?? null,
+    reason: entry.reason == null ? null : clipText(entry.reason, MAX_REASON),
     detail,
-    peerAddress: entry.peerAddress ?? null,
+    peerAddress: entry.peerAddress == null ? null : clipText(entry.peerAddress, MAX_NAME),
   };
+}
+
+// Entry fields often carry what a caller sent (a claimed certificate name, a version id).
+// They are cut to a bounded length, so that no caller can write megabytes into the log, and
+// stripped of control characters: PostgreSQL refuses NUL in text, and an entry that cannot
+// be written would be an access that leaves no trace.
+const MAX_NAME = 256;
+const MAX_REASON = 1_024;
+const MAX_DETAIL = 4_096;
+
+function clipText(value: string, max: number, json = false): string {
+  const clean = json
+    ? value.replace(/\\u0000/g, '\\ufffd')
+    : value.replace(/[\u0000-\u001f\u007f]/g, '\ufffd');
+  if (clean.length <= max) return clean;
+  // An over-long detail is replaced by a note of its size: cut JSON would not parse.
+  if (json) return JSON.stringify({ truncated: true, bytes: clean.length });
+  return `${clean.slice(0, max)}…(${clean.length - max} more)`;
 }
 
 function toRecord(row: AccessLogEntry): AccessLogRecord {

@@ -170,6 +170,12 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.PERMISSION_DENIED,
   },
 
+  PEER_TOO_MANY_CALLS: {
+    message: 'participant "{participant}" already has {open} {what} open; the limit is {limit}',
+    http: 429,
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED,
+  },
+
   // Knowledge versions and transport
   VERSION_NOT_FOUND: {
     message: 'knowledge version "{id}" does not exist',

@@ -113,6 +113,16 @@ describe('hub HTTP API', () => {
     expect(page2.nextCursor).toBeNull();
   });
 
+  it('answers 400, not 500, to a query holding a NUL byte', async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/log?actor=%00',
+      headers: { authorization: `Bearer ${await token('auditor')}` },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.message).toContain('querystring.actor');
+  });
+
   it('reports an intact chain to an auditor', async () => {
     const res = await app.inject({
       method: 'GET',
@@ -162,6 +172,16 @@ describe('hub HTTP API', () => {
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe('REQUEST_INVALID');
     expect(res.json().error.message).toBe('invalid request: body.epochs must be integer');
+  });
+
+  it('refuses a malformed request without a token as unauthenticated, not as malformed', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/participants',
+      payload: { id: 'X Y' },
+    });
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('TOKEN_MISSING');
   });
 
   it('names an unknown field of a publish body', async () => {

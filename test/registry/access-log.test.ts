@@ -54,6 +54,25 @@ describe.each(registryTargets())('access log ($name)', (target) => {
   });
 
   describe('appending', () => {
+    it('records an entry whose fields hold NUL bytes and megabytes, cut and cleaned, in a valid chain', async () => {
+      const huge = 'x'.repeat(3_000_000);
+      const record = await appendAccess(db.prisma, {
+        actor: 'unverified:bank-a\u0000evil',
+        action: 'manifest',
+        resource: `version:${huge}`,
+        outcome: 'denied',
+        reason: `bad id ${huge}`,
+        detail: { id: 'a\u0000b', blob: huge },
+      });
+      expect(record.actor).toBe('unverified:bank-a\ufffdevil');
+      expect(record.resource.length).toBeLessThan(400);
+      expect(record.reason!.length).toBeLessThan(1200);
+      expect(record.detail).toMatchObject({ truncated: true });
+      const small = await appendAccess(db.prisma, { ...entry(1), detail: { id: 'a\u0000b' } });
+      expect(small.detail).toEqual({ id: 'a\ufffdb' });
+      expect((await verifyAccessChain(db.prisma)).ok).toBe(true);
+    });
+
     it('numbers entries 1, 2, 3 and links each to the hash of the one before', async () => {
       const records = await appendMany(db, 5);
       expect(records.map((r) => r.sequence)).toEqual(['1', '2', '3', '4', '5']);

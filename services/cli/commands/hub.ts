@@ -145,7 +145,7 @@ export function hubCommand(): Command {
     .addOption(
       envOption(
         '--stream <name>',
-        'stream published to by --publish-on-start',
+        'knowledge stream the hub opens at start and --publish-on-start publishes to',
         'DISTILLERY_STREAM',
       ).default('default'),
     )
@@ -202,6 +202,7 @@ export function hubCommand(): Command {
         audience: flags.tokenAudience,
       },
       enrol: flags.enrol,
+      streams: [flags.stream],
       teacher: {
         hidden: flags.teacherHidden,
         dropout: 0.3,
