@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
 import { sha256Hex } from '../shared/digest.js';
+import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { readLabelledRows, readUnlabelledRows } from '../shared/data/csv.js';
 import { getDatasetSchema } from '../shared/data/dataset-schema.js';
 import {
   encodeRows,
   featureDim,
+  findNonFinite,
   fitPreprocessor,
   type PreprocessorSpec,
 } from '../shared/data/preprocessing.js';
@@ -45,10 +47,12 @@ export function loadHubData(files: HubDataFiles, seed: number, logger: Logger): 
   const spec = fitPreprocessor(labelled.rows, schema);
   const inputDim = featureDim(spec);
   const x = encodeRows(spec, labelled.rows);
+  checkFinite(spec, x, files.privateRows);
 
   const parts = splitStratified(labelled.labels, { train: 0.85, validation: 0.15 }, seed);
   const transferRows = readUnlabelledRows(files.transferRows, schema);
   const transferX = encodeRows(spec, transferRows);
+  checkFinite(spec, transferX, files.transferRows);
   const transferBytes = new Uint8Array(
     transferX.buffer,
     transferX.byteOffset,
@@ -72,6 +76,16 @@ export function loadHubData(files: HubDataFiles, seed: number, logger: Logger): 
     transfer: { x: transferX, rows: transferRows.length, encodedSha256: sha256Hex(transferBytes) },
     test,
   };
+}
+
+function checkFinite(spec: PreprocessorSpec, x: Float32Array, path: string): void {
+  const bad = findNonFinite(spec, x);
+  if (bad) {
+    throw fail('DATA_MALFORMED', {
+      path,
+      detail: `row ${bad.row}, column "${bad.feature}" does not scale to a finite number (a value too large for the column?)`,
+    });
+  }
 }
 
 function selectRows(x: Float32Array, y: Uint8Array, dim: number, indices: Uint32Array) {

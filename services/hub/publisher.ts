@@ -8,7 +8,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Engine } from '../shared/ml/engine.js';
 import { countParams } from '../shared/ml/mlp.js';
 import { rocAuc } from '../shared/ml/metrics.js';
-import { loadModel, saveModel } from '../shared/ml/model-io.js';
+import { deserializeModel, loadModel, saveModel, serializeModel } from '../shared/ml/model-io.js';
 import { predictPositive } from '../shared/ml/predict.js';
 import { computeTeacherStates } from '../shared/ml/states.js';
 import { trainTeacher } from '../shared/ml/teacher.js';
@@ -125,155 +125,179 @@ export class KnowledgePublisher {
     const { engine, registry, announcer, logger, teacher: settings } = this.#options;
     const data = this.#options.data;
 
-    const started = performance.now();
-    const current = request.fresh ? undefined : this.#teacher;
-    const trained = await trainTeacher(engine, {
-      x: data.train.x,
-      y: data.train.y,
-      inputDim: data.inputDim,
-      valX: data.validation.x,
-      valY: data.validation.y,
-      hidden: settings.hidden,
-      dropout: settings.dropout,
-      epochs: request.epochs,
-      batchSize: settings.batchSize,
-      learningRate: settings.learningRate,
-      patience: settings.patience,
-      seed: settings.seed,
-      logger,
-      ...(current ? { model: current.model } : {}),
-    });
-    if (current && current.model !== trained.model) current.model.dispose();
-    const epochsTrained = (current?.epochsTrained ?? 0) + trained.epochsRun;
-    const improved = current === undefined || trained.bestEpoch > 0;
-    if (!improved) {
-      logger.warn(
-        { epochsRun: trained.epochsRun, validationAuc: trained.bestValAuc },
-        'further training did not improve the teacher; publishing it unchanged',
-      );
-    }
-    this.#teacher = { model: trained.model, epochsTrained, validationAuc: trained.bestValAuc };
-    const trainedAt = performance.now();
-
-    const layerNames = new Set(trained.model.layers.map((l) => l.name));
+    // Checked before training: a request that cannot be published must not cost a training
+    // run, nor leave the teacher changed.
+    const layerNames = settings.hidden.map((_, i) => `hidden_${i + 1}`);
     for (const layer of request.hiddenLayers) {
-      if (!layerNames.has(layer)) {
+      if (!layerNames.includes(layer)) {
         throw fail('REQUEST_INVALID', {
-          detail: `teacher has no layer "${layer}"; it has ${[...layerNames].join(', ')}`,
+          detail: `teacher has no layer "${layer}"; it has ${layerNames.join(', ')}`,
         });
       }
     }
-    const states = computeTeacherStates(
-      engine,
-      trained.model,
-      data.transfer.x,
-      data.transfer.rows,
-      {
-        temperature: request.temperature,
-        hiddenLayers: request.hiddenLayers,
-      },
-    );
-    const n = data.transfer.rows;
-    const tensors: TensorInput[] = [
-      { name: 'logits', kind: 'logits', shape: [n, 2], values: states.logits },
-      { name: 'probabilities', kind: 'probabilities', shape: [n, 2], values: states.probabilities },
-      ...Object.entries(states.hidden).map(([layer, h]) => ({
-        name: `hidden.${layer}`,
-        kind: 'hidden' as const,
-        layer,
-        shape: [n, h.width],
-        values: h.values,
-      })),
-    ];
-    const packed = packTensors(tensors, this.#options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
-    const statesAt = performance.now();
 
-    await ensureStream(registry.prisma, request.stream);
-    const parent = await latestVersion(registry.prisma, request.stream);
-    const params = countParams(trained.model);
-    const manifest: KnowledgeManifest = {
-      format: 'distillery.knowledge/1',
-      stream: request.stream,
-      parentId: parent?.id ?? null,
-      createdAt: new Date().toISOString(),
-      teacher: {
+    const started = performance.now();
+    const current = request.fresh ? undefined : this.#teacher;
+    // Training works on a copy; the current teacher is replaced only once the version is
+    // stored, so a publish that fails half-way leaves the hub's teacher as it was.
+    const start = current
+      ? await deserializeModel(engine, await serializeModel(current.model))
+      : undefined;
+    let candidate: { model: LayersModel; epochsTrained: number; validationAuc: number } | undefined;
+    try {
+      const trained = await trainTeacher(engine, {
+        x: data.train.x,
+        y: data.train.y,
         inputDim: data.inputDim,
+        valX: data.validation.x,
+        valY: data.validation.y,
         hidden: settings.hidden,
-        outputs: 2,
-        params,
-        weightsSha256: hashWeights(trained.model),
-        epochsTrained,
-        validationAuc: trained.bestValAuc,
-        engine: engine.name,
-      },
-      transferSet: { rows: n, encodedSha256: data.transfer.encodedSha256 },
-      preprocessing: data.spec,
-      temperature: request.temperature,
-      tensors: packed.tensors,
-      chunkBytes: packed.chunkBytes,
-      chunks: packed.chunks.map((c) => c.sha256),
-      totalBytes: packed.totalBytes,
-      rootHash: packed.rootHash,
-    };
-    const manifestJson = serialiseManifest(manifest);
-    const id = versionIdOf(manifestJson);
-    const stored = await publishVersion(registry.prisma, {
-      stream: request.stream,
-      id,
-      manifestJson,
-      rootHash: packed.rootHash,
-      parentId: manifest.parentId,
-      chunks: packed.chunks,
-    });
-    await appendAccess(registry.prisma, {
-      actor: request.actor,
-      action: 'publish',
-      resource: `version:${id}`,
-      outcome: 'allowed',
-      detail: {
-        stream: request.stream,
-        sequence: stored.sequence,
-        temperature: request.temperature,
-      },
-    });
-    await this.#saveTeacher(id);
-    announcer.announce({ stream: request.stream, sequence: stored.sequence });
-    const publishedAt = performance.now();
+        dropout: settings.dropout,
+        epochs: request.epochs,
+        batchSize: settings.batchSize,
+        learningRate: settings.learningRate,
+        patience: settings.patience,
+        seed: settings.seed,
+        logger,
+        ...(start ? { model: start } : {}),
+      });
+      const epochsTrained = (current?.epochsTrained ?? 0) + trained.epochsRun;
+      const improved = current === undefined || trained.bestEpoch > 0;
+      if (!improved) {
+        logger.warn(
+          { epochsRun: trained.epochsRun, validationAuc: trained.bestValAuc },
+          'further training did not improve the teacher; publishing it unchanged',
+        );
+      }
+      candidate = { model: trained.model, epochsTrained, validationAuc: trained.bestValAuc };
+      const trainedAt = performance.now();
 
-    const testAuc = data.test
-      ? rocAuc(predictPositive(engine, trained.model, data.test.x, data.test.rows), data.test.y)
-      : null;
-    logger.info(
-      { version: id, stream: request.stream, sequence: stored.sequence, params, testAuc },
-      'knowledge version published',
-    );
-    return {
-      version: {
-        id,
+      const states = computeTeacherStates(
+        engine,
+        trained.model,
+        data.transfer.x,
+        data.transfer.rows,
+        {
+          temperature: request.temperature,
+          hiddenLayers: request.hiddenLayers,
+        },
+      );
+      const n = data.transfer.rows;
+      const tensors: TensorInput[] = [
+        { name: 'logits', kind: 'logits', shape: [n, 2], values: states.logits },
+        {
+          name: 'probabilities',
+          kind: 'probabilities',
+          shape: [n, 2],
+          values: states.probabilities,
+        },
+        ...Object.entries(states.hidden).map(([layer, h]) => ({
+          name: `hidden.${layer}`,
+          kind: 'hidden' as const,
+          layer,
+          shape: [n, h.width],
+          values: h.values,
+        })),
+      ];
+      const packed = packTensors(tensors, this.#options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+      const statesAt = performance.now();
+
+      await ensureStream(registry.prisma, request.stream);
+      const parent = await latestVersion(registry.prisma, request.stream);
+      const params = countParams(trained.model);
+      const manifest: KnowledgeManifest = {
+        format: 'distillery.knowledge/1',
         stream: request.stream,
-        sequence: stored.sequence,
-        parentId: manifest.parentId,
-        publishedAt: stored.publishedAt.toISOString(),
-        chunkCount: packed.chunks.length,
-        totalBytes: packed.totalBytes,
+        parentId: parent?.id ?? null,
+        createdAt: new Date().toISOString(),
+        teacher: {
+          inputDim: data.inputDim,
+          hidden: settings.hidden,
+          outputs: 2,
+          params,
+          weightsSha256: hashWeights(trained.model),
+          epochsTrained,
+          validationAuc: trained.bestValAuc,
+          engine: engine.name,
+        },
+        transferSet: { rows: n, encodedSha256: data.transfer.encodedSha256 },
+        preprocessing: data.spec,
         temperature: request.temperature,
-        tensors: packed.tensors.map((t) => ({ name: t.name, shape: t.shape })),
-      },
-      teacher: {
-        params,
-        hidden: settings.hidden,
-        epochsTrained,
-        epochsRun: trained.epochsRun,
-        improved,
-        validationAuc: trained.bestValAuc,
-        testAuc,
-      },
-      timingsMs: {
-        train: Math.round(trainedAt - started),
-        states: Math.round(statesAt - trainedAt),
-        publish: Math.round(publishedAt - statesAt),
-      },
-    };
+        tensors: packed.tensors,
+        chunkBytes: packed.chunkBytes,
+        chunks: packed.chunks.map((c) => c.sha256),
+        totalBytes: packed.totalBytes,
+        rootHash: packed.rootHash,
+      };
+      const manifestJson = serialiseManifest(manifest);
+      const id = versionIdOf(manifestJson);
+      const stored = await publishVersion(registry.prisma, {
+        stream: request.stream,
+        id,
+        manifestJson,
+        rootHash: packed.rootHash,
+        parentId: manifest.parentId,
+        chunks: packed.chunks,
+      });
+      await appendAccess(registry.prisma, {
+        actor: request.actor,
+        action: 'publish',
+        resource: `version:${id}`,
+        outcome: 'allowed',
+        detail: {
+          stream: request.stream,
+          sequence: stored.sequence,
+          temperature: request.temperature,
+        },
+      });
+      this.#teacher?.model.dispose();
+      this.#teacher = candidate;
+      candidate = undefined;
+      await this.#saveTeacher(id);
+      announcer.announce({ stream: request.stream, sequence: stored.sequence });
+      const publishedAt = performance.now();
+
+      const testAuc = data.test
+        ? rocAuc(predictPositive(engine, trained.model, data.test.x, data.test.rows), data.test.y)
+        : null;
+      logger.info(
+        { version: id, stream: request.stream, sequence: stored.sequence, params, testAuc },
+        'knowledge version published',
+      );
+      return {
+        version: {
+          id,
+          stream: request.stream,
+          sequence: stored.sequence,
+          parentId: manifest.parentId,
+          publishedAt: stored.publishedAt.toISOString(),
+          chunkCount: packed.chunks.length,
+          totalBytes: packed.totalBytes,
+          temperature: request.temperature,
+          tensors: packed.tensors.map((t) => ({ name: t.name, shape: t.shape })),
+        },
+        teacher: {
+          params,
+          hidden: settings.hidden,
+          epochsTrained,
+          epochsRun: trained.epochsRun,
+          improved,
+          validationAuc: trained.bestValAuc,
+          testAuc,
+        },
+        timingsMs: {
+          train: Math.round(trainedAt - started),
+          states: Math.round(statesAt - trainedAt),
+          publish: Math.round(publishedAt - statesAt),
+        },
+      };
+    } catch (err) {
+      // Before the commit the candidate (or the copy it grew from) is this call's to free;
+      // after it, the model is the hub's teacher and stays.
+      if (candidate) candidate.model.dispose();
+      else if (start && start !== this.#teacher?.model) start.dispose();
+      throw err;
+    }
   }
 
   async #saveTeacher(versionId: string): Promise<void> {

@@ -3,7 +3,12 @@ import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { readLabelledRows, readUnlabelledRows } from '../shared/data/csv.js';
 import { getDatasetSchema } from '../shared/data/dataset-schema.js';
-import { encodeRows, featureDim, parsePreprocessorSpec } from '../shared/data/preprocessing.js';
+import {
+  encodeRows,
+  featureDim,
+  findNonFinite,
+  parsePreprocessorSpec,
+} from '../shared/data/preprocessing.js';
 import type { KnowledgeManifest } from '../shared/knowledge/manifest.js';
 import { unpackTensor } from '../shared/knowledge/tensor-pack.js';
 import type { Engine } from '../shared/ml/engine.js';
@@ -179,11 +184,25 @@ export class Distiller {
         expected: manifest.transferSet.encodedSha256,
       });
     }
+    const ownX = encodeRows(spec, own.rows);
+    const testX = encodeRows(spec, test.rows);
+    for (const [x, path] of [
+      [ownX, this.files.ownRows],
+      [testX, this.files.testRows],
+    ] as const) {
+      const bad = findNonFinite(spec, x);
+      if (bad) {
+        throw fail('DATA_MALFORMED', {
+          path,
+          detail: `row ${bad.row}, column "${bad.feature}" does not scale to a finite number with the hub's preprocessing`,
+        });
+      }
+    }
     return {
       inputDim: featureDim(spec),
-      own: { x: encodeRows(spec, own.rows), y: own.labels, rows: own.rows.length },
+      own: { x: ownX, y: own.labels, rows: own.rows.length },
       transfer: { x: transferX, rows: transferRows.length, encodedSha256 },
-      test: { x: encodeRows(spec, test.rows), y: test.labels, rows: test.rows.length },
+      test: { x: testX, y: test.labels, rows: test.rows.length },
     };
   }
 

@@ -109,9 +109,50 @@ describe('a hub given bad input data', () => {
     expect((err as Error).message).toMatch(/row 2.*funded_amnt/);
   });
 
+  it('refuses to start on a value that parses but cannot be scaled, naming the column', async () => {
+    const lines = goodCsv.split('\n');
+    const header = lines[0].split(',').map((name) => name.replace(/"/g, ''));
+    const column = header.indexOf('annual_inc');
+    const cells = lines[5].split(',');
+    cells[column] = '1e300';
+    lines[5] = cells.join(',');
+    const err = await startWith(lines.join('\n'));
+    expect(hasCode(err, 'DATA_MALFORMED')).toBe(true);
+    expect((err as Error).message).toContain('"annual_inc"');
+  });
+
   it('refuses to start on an empty file', async () => {
     const err = await startWith('');
     expect(hasCode(err, 'DATA_EMPTY_FILE')).toBe(true);
+  });
+
+  it('refuses a publish naming an unknown layer before training, leaving the teacher as it was', async () => {
+    await writeFile(privatePath, goodCsv);
+    const hub = await startHub(options);
+    try {
+      const refused = await hub.publisher
+        .publish({
+          stream: 'default',
+          epochs: 3,
+          temperature: 4,
+          hiddenLayers: ['nope'],
+          actor: 't',
+        })
+        .catch((e: unknown) => e);
+      expect(hasCode(refused, 'REQUEST_INVALID')).toBe(true);
+      const next = await hub.publisher.publish({
+        stream: 'default',
+        epochs: 1,
+        temperature: 2,
+        hiddenLayers: ['hidden_1'],
+        actor: 't',
+      });
+      // One epoch at the first publish, one now: the refused request trained nothing.
+      expect(next.teacher.epochsTrained).toBe(1 + next.teacher.epochsRun);
+      expect(next.version.sequence).toBe(2);
+    } finally {
+      await hub.close();
+    }
   });
 
   it('keeps every stored version through the failed starts', async () => {
@@ -121,6 +162,6 @@ describe('a hub given bad input data', () => {
     const registry = await openRegistry({ dataDir: options.stateDir, logger });
     const versions = await listVersions(registry.prisma, 'default', {});
     await registry.close();
-    expect(versions).toHaveLength(1);
+    expect(versions).toHaveLength(2);
   });
 });

@@ -269,3 +269,22 @@ export function parsePreprocessorSpec(json: unknown): PreprocessorSpec {
   }
   return { version: 1, dataset, numeric, categorical, featureNames };
 }
+
+/**
+ * The first encoded value that is not finite, as a 1-based row and a feature name; null when
+ * every value is finite. A value that parses (1e300, say) can still break the scaling: the
+ * column's variance overflows and every row of it encodes as infinity, which would train a
+ * teacher on nothing without any error.
+ */
+export function findNonFinite(
+  spec: PreprocessorSpec,
+  x: Float32Array,
+): { row: number; feature: string } | null {
+  const dim = featureDim(spec);
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) {
+      return { row: Math.floor(i / dim) + 1, feature: spec.featureNames[i % dim] };
+    }
+  }
+  return null;
+}
