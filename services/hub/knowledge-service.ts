@@ -22,7 +22,7 @@ import type {
 } from '../shared/transport/proto.js';
 import { appendAccess } from '../registry/access-log.js';
 import { getParticipant } from '../registry/participants.js';
-import { getVersion, listVersions, readChunk } from '../registry/knowledge.js';
+import { getStream, getVersion, listVersions, readChunk } from '../registry/knowledge.js';
 import type { Registry } from '../registry/database.js';
 import type { Announcer } from './announcer.js';
 
@@ -160,7 +160,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
         throw fail('REQUEST_INVALID', { detail: 'after_sequence must be a non-negative integer' });
       }
       // Only the hub's operator creates streams; a subscriber names one that exists.
-      await listVersions(prisma, stream, { afterSequence: Number.MAX_SAFE_INTEGER });
+      await getStream(prisma, stream);
       const release = holdCall(actor, 'subscriptions');
       call.once('close', release);
       call.once('cancelled', release);

@@ -68,6 +68,13 @@ export async function ensureStream(db: RegistryDb, name: string): Promise<Knowle
   return db.knowledgeStream.upsert({ where: { name }, create: { name }, update: {} });
 }
 
+/** Returns an existing stream; STREAM_NOT_FOUND when there is none of that name. */
+export async function getStream(db: RegistryDb, name: string): Promise<KnowledgeStream> {
+  const stream = await db.knowledgeStream.findUnique({ where: { name } });
+  if (!stream) throw fail('STREAM_NOT_FOUND', { name });
+  return stream;
+}
+
 /**
  * Stores a version and all its chunks in one transaction, numbering it after the last
  * version of its stream (1, 2, 3…). Concurrent publications to one stream are serialised

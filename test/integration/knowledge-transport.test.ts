@@ -26,6 +26,7 @@ import { enrolParticipant } from '../../services/registry/participants.js';
 import { ensureStream, publishVersion } from '../../services/registry/knowledge.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
+import { MAX_OPEN_CALLS } from '../../services/hub/knowledge-service.js';
 import type { MtlsListener } from '../../services/hub/mtls-listener.js';
 import { createHubClient, type HubClient } from '../../services/participant/hub-client.js';
 import { downloadVersion } from '../../services/participant/downloader.js';
@@ -179,6 +180,24 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
     expect(second.value.sequence).toBe('2');
   });
 
+  it('answers NOT_FOUND to a subscription of a stream the hub does not have, creating none', async () => {
+    const client = await clientFor('bank-a');
+    const stream = client.subscribe('made-up-stream', 0);
+    const error = await (async () => {
+      try {
+        for await (const _ of stream) void _;
+      } catch (e) {
+        return e;
+      }
+    })();
+    client.close();
+    expect(error).toMatchObject({ code: GrpcStatus.NOT_FOUND });
+    const made = await registry.prisma.knowledgeStream.findUnique({
+      where: { name: 'made-up-stream' },
+    });
+    expect(made).toBeNull();
+  });
+
   it('resumes a subscription after the last sequence it saw', async () => {
     const client = await clientFor('bank-b');
     const stream = client.subscribe('default', 1);
@@ -272,6 +291,28 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
     })();
     client.close();
     expect(error).toMatchObject({ code: GrpcStatus.OUT_OF_RANGE });
+  });
+
+  it(`refuses a participant more than ${MAX_OPEN_CALLS.subscriptions} open subscriptions`, async () => {
+    const client = await clientFor('bank-b');
+    const streams = Array.from({ length: MAX_OPEN_CALLS.subscriptions }, () =>
+      client.subscribe('default', 0),
+    );
+    // Each is open once its backlog arrives.
+    await Promise.all(
+      streams.map((s) => (s as AsyncIterable<unknown>)[Symbol.asyncIterator]().next()),
+    );
+    const extra = client.subscribe('default', 0);
+    const error = await (async () => {
+      try {
+        for await (const _ of extra) void _;
+      } catch (e) {
+        return e;
+      }
+    })();
+    for (const s of streams) s.cancel();
+    client.close();
+    expect(error).toMatchObject({ code: GrpcStatus.RESOURCE_EXHAUSTED });
   });
 
   it('refuses a participant with a valid certificate that is not enrolled, and logs it', async () => {
