@@ -44,6 +44,12 @@ const STREAM_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
  */
 export const MAX_OPEN_CALLS = { subscriptions: 4, downloads: 4 } as const;
 
+function checkVersionId(id: string): void {
+  if (!isVersionId(id)) {
+    throw fail('REQUEST_INVALID', { detail: `version id "${shown(id)}" is not 64 hex digits` });
+  }
+}
+
 /** What a caller sent, cut short for log lines and error messages. */
 function shown(value: string): string {
   return value.length > 80 ? `${value.slice(0, 80)}…` : value;
@@ -211,10 +217,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     let actor = 'anonymous';
     try {
       actor = await authorise(call, 'manifest', resource);
-      if (!isVersionId(id))
-        throw fail('REQUEST_INVALID', {
-          detail: `version id "${shown(id)}" is not 64 hex digits`,
-        });
+      checkVersionId(id);
       const version = await getVersion(prisma, id);
       await record(call, actor, 'manifest', resource, 'allowed');
       callback(null, {
@@ -235,10 +238,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     let actor = 'anonymous';
     try {
       actor = await authorise(call, 'download', resource);
-      if (!isVersionId(id))
-        throw fail('REQUEST_INVALID', {
-          detail: `version id "${shown(id)}" is not 64 hex digits`,
-        });
+      checkVersionId(id);
       const version = await getVersion(prisma, id);
       if (fromIndex > version.chunkCount) {
         throw fail('CHUNK_OUT_OF_RANGE', { id, count: version.chunkCount, index: fromIndex });

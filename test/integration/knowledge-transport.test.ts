@@ -35,6 +35,16 @@ import { createTestDatabase } from '../helpers/database.js';
 
 const logger = silentLogger();
 
+/** Reads a server stream to its end; the error it ended with, or undefined. */
+async function errorOfStream(stream: AsyncIterable<unknown>): Promise<unknown> {
+  try {
+    for await (const _ of stream) void _;
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
 /** Registries to run against: PGlite always, PostgreSQL when DATABASE_URL names one. */
 const targets: { name: string; url: () => Promise<{ url: string; drop(): Promise<void> }> }[] = [
   { name: 'PGlite', url: async () => ({ url: 'memory://', drop: async () => undefined }) },
@@ -183,13 +193,7 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
   it('answers NOT_FOUND to a subscription of a stream the hub does not have, creating none', async () => {
     const client = await clientFor('bank-a');
     const stream = client.subscribe('made-up-stream', 0);
-    const error = await (async () => {
-      try {
-        for await (const _ of stream) void _;
-      } catch (e) {
-        return e;
-      }
-    })();
+    const error = await errorOfStream(stream);
     client.close();
     expect(error).toMatchObject({ code: GrpcStatus.NOT_FOUND });
     const made = await registry.prisma.knowledgeStream.findUnique({
@@ -282,13 +286,7 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
   it('answers OUT_OF_RANGE for a chunk index past the end', async () => {
     const client = await clientFor('bank-a');
     const stream = client.fetchChunks(v1.id, 10_000);
-    const error = await (async () => {
-      try {
-        for await (const _ of stream) void _;
-      } catch (e) {
-        return e;
-      }
-    })();
+    const error = await errorOfStream(stream);
     client.close();
     expect(error).toMatchObject({ code: GrpcStatus.OUT_OF_RANGE });
   });
@@ -303,13 +301,7 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
       streams.map((s) => (s as AsyncIterable<unknown>)[Symbol.asyncIterator]().next()),
     );
     const extra = client.subscribe('default', 0);
-    const error = await (async () => {
-      try {
-        for await (const _ of extra) void _;
-      } catch (e) {
-        return e;
-      }
-    })();
+    const error = await errorOfStream(extra);
     for (const s of streams) s.cancel();
     client.close();
     expect(error).toMatchObject({ code: GrpcStatus.RESOURCE_EXHAUSTED });
