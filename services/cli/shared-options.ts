@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { envOption, integerAtLeast } from './options.js';
+import { envOption, integerAtLeast, parseWidths } from './options.js';
 
 /**
  * Options that several commands take with the same meaning and environment variable, so
@@ -59,4 +59,17 @@ export function addSharedDataFileOptions(command: Command, testRows: string): Co
       ),
     )
     .addOption(envOption('--test-rows <file>', testRows, 'DISTILLERY_TEST_ROWS'));
+}
+
+/** `--student-hidden`: widths of the student's hidden layers. */
+export function addStudentHiddenOption(command: Command): Command {
+  return command.addOption(
+    envOption(
+      '--student-hidden <widths>',
+      'student hidden layer widths',
+      'DISTILLERY_STUDENT_HIDDEN',
+    )
+      .default([16])
+      .argParser(parseWidths),
+  );
 }

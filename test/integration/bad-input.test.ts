@@ -1,18 +1,18 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
 import { hasCode } from '../../services/shared/errors.js';
-import { initDevelopmentPki, type PkiLayout } from '../../services/shared/pki/index.js';
+import type { PkiLayout } from '../../services/shared/pki/index.js';
 import { loadEngine, type Engine } from '../../services/shared/ml/engine.js';
 import { startHub, type HubOptions } from '../../services/hub/hub.js';
 import { listVersions } from '../../services/registry/knowledge.js';
-import { splitFederation } from '../../services/cli/demo/split-federation.js';
+import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
 
 const logger = silentLogger();
 
 describe('a hub given bad input data', () => {
+  let fixture: FederationFixture;
   let dir: string;
   let pki: PkiLayout;
   let engine: Engine;
@@ -21,15 +21,9 @@ describe('a hub given bad input data', () => {
   let options: HubOptions;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'distillery-bad-input-'));
-    pki = await initDevelopmentPki(join(dir, 'pki'), { participants: ['bank-a'] });
-    const split = splitFederation({
-      input: 'data/lending_club.csv',
-      dataset: 'lending_club',
-      outDir: join(dir, 'parties'),
-      seed: 5,
-      participants: ['bank-a'],
-    });
+    fixture = await createFederationFixture('bad-input', 5);
+    ({ dir, pki } = fixture);
+    const split = fixture.split;
     privatePath = join(split.hubDir, 'private.csv');
     goodCsv = await readFile(privatePath, 'utf8');
     engine = await loadEngine({ logger });
@@ -69,7 +63,7 @@ describe('a hub given bad input data', () => {
   }, 300_000);
 
   afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
+    await fixture?.remove();
   });
 
   const startWith = async (csv: string) => {

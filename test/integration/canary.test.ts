@@ -1,16 +1,15 @@
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
 import { readAllRows, writeRows } from '../../services/shared/data/csv.js';
-import { initDevelopmentPki, type PkiLayout } from '../../services/shared/pki/index.js';
+import type { PkiLayout } from '../../services/shared/pki/index.js';
 import { loadKnowledgeProto } from '../../services/shared/transport/proto.js';
 import { loadEngine } from '../../services/shared/ml/engine.js';
 import { startHub, type RunningHub } from '../../services/hub/hub.js';
 import { startParticipant } from '../../services/participant/participant.js';
-import { splitFederation } from '../../services/cli/demo/split-federation.js';
+import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
 
 const logger = silentLogger();
 
@@ -42,6 +41,7 @@ async function filesUnder(dir: string): Promise<Buffer[]> {
 }
 
 describe('hub-private rows never leave the hub', () => {
+  let fixture: FederationFixture;
   let dir: string;
   let pki: PkiLayout;
   let hub: RunningHub;
@@ -50,15 +50,9 @@ describe('hub-private rows never leave the hub', () => {
   let participantFiles: Buffer[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'distillery-canary-'));
-    pki = await initDevelopmentPki(join(dir, 'pki'), { participants: ['bank-a'] });
-    const split = splitFederation({
-      input: 'data/lending_club.csv',
-      dataset: 'lending_club',
-      outDir: join(dir, 'parties'),
-      seed: 3,
-      participants: ['bank-a'],
-    });
+    fixture = await createFederationFixture('canary', 3);
+    ({ dir, pki } = fixture);
+    const split = fixture.split;
 
     // Plant the canaries in the hub's private file.
     const privatePath = join(split.hubDir, 'private.csv');
@@ -159,7 +153,7 @@ describe('hub-private rows never leave the hub', () => {
 
   afterAll(async () => {
     await hub?.close();
-    await rm(dir, { recursive: true, force: true });
+    await fixture?.remove();
   });
 
   it('sent the participant a whole version (the capture is not empty)', () => {

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { envOption, integerAtLeast, numberBetween, parseList, parseWidths } from '../options.js';
+import { addStudentHiddenOption } from '../shared-options.js';
+import { envOption, integerAtLeast, numberBetween, parseList } from '../options.js';
 
 interface DemoFlags {
   out: string;
@@ -17,7 +18,7 @@ interface DemoFlags {
 
 /** `distillery demo`: a whole federation on this machine. */
 export function demoCommand(): Command {
-  return new Command('demo')
+  const command = new Command('demo')
     .description(
       'run a complete federation on this machine: PKI, hub, two banks, two knowledge versions, an auditor',
     )
@@ -85,31 +86,23 @@ export function demoCommand(): Command {
       ).argParser(integerAtLeast(1)),
     )
     .addOption(
-      envOption(
-        '--student-hidden <widths>',
-        'student hidden layer widths',
-        'DISTILLERY_STUDENT_HIDDEN',
-      )
-        .default([16])
-        .argParser(parseWidths),
-    )
-    .addOption(
       envOption('--participants <ids>', 'participant identities', 'DISTILLERY_PARTICIPANTS')
         .default(['bank-a', 'bank-b'])
         .argParser(parseList),
-    )
-    .action(async (flags: DemoFlags) => {
-      const { runDemo } = await import('../demo/run-demo.js');
-      await runDemo({
-        outDir: flags.out,
-        input: flags.input,
-        dataset: flags.dataset,
-        seed: flags.seed,
-        teacherEpochs: [flags.teacherEpochs, flags.moreTeacherEpochs],
-        temperatures: [flags.temperature, flags.temperature2],
-        ...(flags.studentEpochs ? { studentEpochs: flags.studentEpochs } : {}),
-        studentHidden: flags.studentHidden,
-        participants: flags.participants,
-      });
+    );
+  addStudentHiddenOption(command);
+  return command.action(async (flags: DemoFlags) => {
+    const { runDemo } = await import('../demo/run-demo.js');
+    await runDemo({
+      outDir: flags.out,
+      input: flags.input,
+      dataset: flags.dataset,
+      seed: flags.seed,
+      teacherEpochs: [flags.teacherEpochs, flags.moreTeacherEpochs],
+      temperatures: [flags.temperature, flags.temperature2],
+      ...(flags.studentEpochs ? { studentEpochs: flags.studentEpochs } : {}),
+      studentHidden: flags.studentHidden,
+      participants: flags.participants,
     });
+  });
 }

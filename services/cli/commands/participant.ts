@@ -5,11 +5,12 @@ import { assertValidIdentity, pkiLayout } from '../../shared/pki/index.js';
 import { onShutdownSignal, tellParent } from '../lifecycle.js';
 import {
   addDatasetOption,
+  addStudentHiddenOption,
   addSeedOption,
   addSharedDataFileOptions,
   addTlsFileOptions,
 } from '../shared-options.js';
-import { envOption, integerAtLeast, numberBetween, parseAddress, parseWidths } from '../options.js';
+import { envOption, integerAtLeast, numberBetween, parseAddress } from '../options.js';
 
 interface ParticipantFlags {
   id: string;
@@ -80,15 +81,6 @@ export function participantCommand(): Command {
     )
     .addOption(
       envOption(
-        '--student-hidden <widths>',
-        'student hidden layer widths',
-        'DISTILLERY_STUDENT_HIDDEN',
-      )
-        .default([16])
-        .argParser(parseWidths),
-    )
-    .addOption(
-      envOption(
         '--epochs <n>',
         'student training epochs (default: enough for 500 steps distilling, 150 without teacher)',
         'DISTILLERY_EPOCHS',
@@ -117,6 +109,7 @@ export function participantCommand(): Command {
       ).argParser(integerAtLeast(1)),
     );
   addDatasetOption(command);
+  addStudentHiddenOption(command);
   addSeedOption(command, 'seed of student initialisation and shuffling');
   addTlsFileOptions(command, {
     cert: 'client certificate (default <pki-dir>/participants/<id>.crt)',
