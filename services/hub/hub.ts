@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { loadEngine, type Engine } from '../shared/ml/engine.js';
 import { createTokenVerifier } from '../shared/tokens/index.js';
@@ -11,6 +9,7 @@ import { buildHttpApi, type HttpApi } from './http-api.js';
 import { startKnowledgeServer } from './knowledge-server.js';
 import { loadHubData, type HubDataFiles } from './hub-data.js';
 import { KnowledgePublisher, type TeacherSettings } from './publisher.js';
+import { readRequiredFile } from '../shared/config-file.js';
 
 /** Everything a hub needs to start. Paths are the hub operator's own files. */
 export interface HubOptions {
@@ -52,10 +51,10 @@ export interface RunningHub {
 export async function startHub(options: HubOptions): Promise<RunningHub> {
   const { logger } = options;
   const [caPem, certPem, keyPem, publicKeyPem] = await Promise.all([
-    readRequired(options.tls.caCert, 'CA certificate'),
-    readRequired(options.tls.cert, 'hub certificate'),
-    readRequired(options.tls.key, 'hub private key'),
-    readRequired(options.tokens.publicKey, 'token verification key'),
+    readRequiredFile(options.tls.caCert, 'CA certificate'),
+    readRequiredFile(options.tls.cert, 'hub certificate'),
+    readRequiredFile(options.tls.key, 'hub private key'),
+    readRequiredFile(options.tokens.publicKey, 'token verification key'),
   ]);
   // The data files first: a bad one stops the hub before it opens the registry or a port.
   const data = loadHubData(options.files, options.teacher.seed, logger);
@@ -133,13 +132,5 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   } catch (err) {
     await closeAll();
     throw err;
-  }
-}
-
-async function readRequired(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw fail('CONFIG_FILE_MISSING', { what, path }, { cause: err });
   }
 }

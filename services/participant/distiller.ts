@@ -88,7 +88,10 @@ export class Distiller {
     private readonly logger: Logger,
   ) {}
 
-  /** Reads and checks the local files once, so that bad data stops the node at start. */
+  /**
+   * Reads and checks the local files, so that bad data stops the node at start. Each version
+   * reads them again (see #encode): a bank may refresh its rows while its node runs.
+   */
   checkFiles(): void {
     const schema = getDatasetSchema(this.files.dataset);
     readLabelledRows(this.files.ownRows, schema);

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { ClientReadableStream, Interceptor } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { fail, isDistilleryError } from '../shared/errors.js';
@@ -16,6 +15,7 @@ import {
 } from './distiller.js';
 import { downloadVersion } from './downloader.js';
 import { LocalStore } from './local-store.js';
+import { readRequiredFile } from '../shared/config-file.js';
 
 /** Everything a participant node needs. */
 export interface ParticipantOptions {
@@ -56,9 +56,9 @@ export interface RunningParticipant {
 export async function startParticipant(options: ParticipantOptions): Promise<RunningParticipant> {
   const { logger } = options;
   const [caPem, certPem, keyPem] = await Promise.all([
-    readRequired(options.tls.caCert, 'CA certificate'),
-    readRequired(options.tls.cert, 'participant certificate'),
-    readRequired(options.tls.key, 'participant private key'),
+    readRequiredFile(options.tls.caCert, 'CA certificate'),
+    readRequiredFile(options.tls.cert, 'participant certificate'),
+    readRequiredFile(options.tls.key, 'participant private key'),
   ]);
   const certified = identityFromCertificatePem(certPem);
   if (certified !== options.id) {
@@ -123,13 +123,14 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
 
   /** One subscription, until it ends; resolves true when the node should stop. */
   const subscribeOnce = async (): Promise<boolean> => {
-    const state = await store.readState(options.stream);
-    const stream = client.subscribe(options.stream, state.lastSequence);
+    let { lastSequence } = await store.readState(options.stream);
+    const stream = client.subscribe(options.stream, lastSequence);
     current = stream;
     for await (const announcement of stream as AsyncIterable<Announcement__Output>) {
-      if (Number(announcement.sequence) <= (await store.readState(options.stream)).lastSequence)
-        continue;
+      const sequence = Number(announcement.sequence);
+      if (sequence <= lastSequence) continue;
       await processAnnouncement(announcement);
+      lastSequence = sequence;
       if (options.exitAfter !== undefined && results.length >= options.exitAfter) return true;
       if (stopping) return true;
     }
@@ -201,12 +202,4 @@ function describeHubError(err: unknown) {
       cause: err,
     },
   );
-}
-
-async function readRequired(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw fail('CONFIG_FILE_MISSING', { what, path }, { cause: err });
-  }
 }

@@ -1,9 +1,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fail } from '../../shared/errors.js';
 import { pkiLayout } from '../../shared/pki/index.js';
 import type { AccessLogRecord } from '../../registry/access-log.js';
+import { readRequiredFile } from '../../shared/config-file.js';
 import { callHubApi, expectOk } from '../https-client.js';
 import { envOption, integerAtLeast } from '../options.js';
 
@@ -40,11 +40,10 @@ function withConnection(command: Command): Command {
 
 async function connection(flags: ConnectionFlags) {
   const caPath = flags.caCert ?? pkiLayout(resolve(flags.pkiDir)).caCert;
-  const caPem = await readFile(caPath, 'utf8').catch((err: unknown) => {
-    throw fail('CONFIG_FILE_MISSING', { what: 'CA certificate', path: caPath }, { cause: err });
-  });
+  const caPem = await readRequiredFile(caPath, 'CA certificate');
   const token =
-    flags.token ?? (flags.tokenFile ? (await readFile(flags.tokenFile, 'utf8')).trim() : undefined);
+    flags.token ??
+    (flags.tokenFile ? (await readRequiredFile(flags.tokenFile, 'token file')).trim() : undefined);
   if (!token) throw fail('TOKEN_MISSING');
   return { baseUrl: flags.hubUrl, caPem, token };
 }
