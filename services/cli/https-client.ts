@@ -27,6 +27,21 @@ export interface HubApiResponse<T = unknown> {
  * uses node:https directly.
  */
 export function callHubApi<T = unknown>(call: HubApiCall): Promise<HubApiResponse<T>> {
+  return callHubApiText(call).then(({ status, text }) => {
+    try {
+      return { status, body: (text ? JSON.parse(text) : null) as T };
+    } catch (err) {
+      throw fail(
+        'REQUEST_INVALID',
+        { detail: `hub answered non-JSON: ${text.slice(0, 200)}` },
+        { cause: err },
+      );
+    }
+  });
+}
+
+/** Like {@link callHubApi}, for answers that are not one JSON document (NDJSON exports). */
+export function callHubApiText(call: HubApiCall): Promise<{ status: number; text: string }> {
   const url = new URL(call.path, call.baseUrl);
   const payload = call.body === undefined ? undefined : JSON.stringify(call.body);
   return new Promise((resolve, reject) => {
@@ -38,7 +53,7 @@ export function callHubApi<T = unknown>(call: HubApiCall): Promise<HubApiRespons
         timeout: call.timeoutMs ?? 600_000,
         headers: {
           authorization: `Bearer ${call.token}`,
-          accept: 'application/json',
+          accept: 'application/json, application/x-ndjson',
           ...(payload ? { 'content-type': 'application/json' } : {}),
         },
       },
@@ -46,18 +61,7 @@ export function callHubApi<T = unknown>(call: HubApiCall): Promise<HubApiRespons
         const parts: Buffer[] = [];
         res.on('data', (part: Buffer) => parts.push(part));
         res.on('end', () => {
-          const text = Buffer.concat(parts).toString('utf8');
-          try {
-            resolve({ status: res.statusCode ?? 0, body: (text ? JSON.parse(text) : null) as T });
-          } catch (err) {
-            reject(
-              fail(
-                'REQUEST_INVALID',
-                { detail: `hub answered non-JSON: ${text.slice(0, 200)}` },
-                { cause: err },
-              ),
-            );
-          }
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') });
         });
       },
     );

@@ -6,6 +6,7 @@ import { hubCommand } from './commands/hub.js';
 import { participantCommand } from './commands/participant.js';
 import { pkiCommand } from './commands/pki.js';
 import { splitCommand } from './commands/split.js';
+import { studentsCommand } from './commands/students.js';
 
 /** Builds the `distillery` command tree (exported so tests can check it against docs). */
 export function buildProgram(): Command {
@@ -20,7 +21,8 @@ export function buildProgram(): Command {
     .addCommand(pkiCommand())
     .addCommand(auditCommand())
     .addCommand(demoCommand())
-    .addCommand(splitCommand());
+    .addCommand(splitCommand())
+    .addCommand(studentsCommand());
 }
 
 /** Runs the CLI; errors become one clear line on standard error and exit code 1. */

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { fail, isDistilleryError, type DistilleryError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { parseManifest } from '../shared/knowledge/manifest.js';
@@ -8,6 +8,8 @@ import { appendAccess, queryAccessLog, verifyAccessChain } from '../registry/acc
 import { enrolParticipant, listParticipants } from '../registry/participants.js';
 import { getVersion, listVersions } from '../registry/knowledge.js';
 import type { KnowledgePublisher } from './publisher.js';
+import { registerTrustRoutes, type TrustApiContext } from './trust-routes.js';
+import { registerPrivacyRoutes } from './privacy-routes.js';
 
 /** Options of {@link buildHttpApi}. */
 export interface HttpApiOptions {
@@ -17,6 +19,8 @@ export interface HttpApiOptions {
   logger: Logger;
   /** Engine that trains the teacher, for /health. */
   engine: string;
+  /** Enrolment, certificate, grant and signed-chain routes; left out when absent. */
+  trust?: TrustApiContext;
   /** TLS key pair; without it the API is plain HTTP (tests with `inject` only). */
   https?: { key: string | Buffer; cert: string | Buffer };
 }
@@ -344,6 +348,16 @@ export async function buildHttpApi(options: HttpApiOptions) {
       return report;
     },
   );
+
+  registerPrivacyRoutes(app as unknown as FastifyInstance, prisma, { allow, logAllowed });
+
+  // The instance is typed with the hub's pino logger; the routes need only the base API.
+  if (options.trust) {
+    registerTrustRoutes(app as unknown as FastifyInstance, prisma, options.trust, {
+      allow,
+      logAllowed,
+    });
+  }
 
   return app;
 }

@@ -8,8 +8,16 @@ import { Announcer } from './announcer.js';
 import { buildHttpApi, type HttpApi } from './http-api.js';
 import { startKnowledgeServer } from './knowledge-server.js';
 import { loadHubData, type HubDataFiles } from './hub-data.js';
-import { KnowledgePublisher, type TeacherSettings } from './publisher.js';
+import { KnowledgePublisher, type ArtefactHook, type TeacherSettings } from './publisher.js';
+import { createHubQueryBackend } from './query-service.js';
+import type { StateDtype } from '../shared/knowledge/encoding.js';
 import { readRequiredFile } from '../shared/config-file.js';
+import { join } from 'node:path';
+import { loadOrCreateHubSigningKey } from '../shared/tokens/key-store.js';
+import { startChainSigning } from '../registry/chain-signing.js';
+import { ensureDefaultGrant } from '../registry/grants.js';
+import type { CertificateAdmission } from './call-authority.js';
+import { CertificateRevocations } from './revocations.js';
 
 /** Everything a hub needs to start. Paths are the hub operator's own files. */
 export interface HubOptions {
@@ -28,9 +36,30 @@ export interface HubOptions {
   /** Participants enrolled at start (idempotent). */
   enrol: string[];
   teacher: TeacherSettings;
+  /** Encoding of published teacher states (float32, float16, int8); default float32. */
+  encoding?: StateDtype;
+  /** Artefacts shipped inside every version (see {@link ArtefactHook}). */
+  artefacts?: ArtefactHook;
   logger: Logger;
   /** Engine to train with; default: the best that loads. */
   engine?: Engine;
+  /** Enrolment, certificates, participant tokens and the signed audit chain (docs/trust.md). */
+  trust?: HubTrustOptions;
+}
+
+/** Trust settings of a hub; every one optional. */
+export interface HubTrustOptions {
+  /**
+   * How an unrecorded client certificate of an enrolled participant is treated: recorded on
+   * first use (default), or refused until registered.
+   */
+  admission?: CertificateAdmission;
+  /** CA private key; with it, operators approve enrolment requests over HTTP. */
+  caKey?: string;
+  /** Interval of automatic chain-head signatures; default 60 s. */
+  checkpointIntervalSeconds?: number;
+  /** Lifetime of participant tokens; default 300 s. */
+  tokenTtlSeconds?: number;
 }
 
 /** A started hub. */
@@ -73,8 +102,32 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   };
 
   try {
+    const streams = options.streams ?? ['default'];
     for (const id of options.enrol) await enrolParticipant(registry.prisma, { id });
-    for (const name of options.streams ?? ['default']) await ensureStream(registry.prisma, name);
+    for (const name of streams) await ensureStream(registry.prisma, name);
+    // Participants named at start get a full grant on each start-up stream, once: a quick
+    // federation works without an operator, and a grant revoked later stays revoked.
+    for (const id of options.enrol) {
+      for (const name of streams) {
+        await ensureDefaultGrant(registry.prisma, id, name, { actor: 'hub:enrol' });
+      }
+    }
+
+    const trustDir = join(options.stateDir, 'trust');
+    const tokenKey = await loadOrCreateHubSigningKey(join(trustDir, 'participant-token.key'));
+    const auditKey = await loadOrCreateHubSigningKey(join(trustDir, 'audit-signing.key'));
+    const caKeyPem = options.trust?.caKey
+      ? await readRequiredFile(options.trust.caKey, 'CA private key')
+      : undefined;
+    const revocations = new CertificateRevocations();
+    const stopSigning = startChainSigning(
+      registry.prisma,
+      auditKey,
+      options.tokens.issuer,
+      (options.trust?.checkpointIntervalSeconds ?? 60) * 1000,
+      logger,
+    );
+    cleanups.push(stopSigning);
 
     const announcer = new Announcer();
     const publisher = new KnowledgePublisher({
@@ -85,9 +138,19 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       stateDir: options.stateDir,
       teacher: options.teacher,
       logger,
+      ...(options.encoding ? { encoding: options.encoding } : {}),
+      ...(options.artefacts ? { artefacts: options.artefacts } : {}),
     });
     await publisher.restoreTeacher();
     cleanups.push(async () => publisher.dispose());
+    const queryBackend = createHubQueryBackend({
+      engine,
+      data,
+      teacher: () => publisher.currentTeacher(),
+      seed: options.teacher.seed,
+      logger: logger.child({ component: 'query' }),
+    });
+    cleanups.push(async () => queryBackend.dispose());
 
     const listener = await startKnowledgeServer({
       registry,
@@ -96,6 +159,14 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       port: options.grpc.port,
       tls: { caPem, certPem, keyPem },
       logger,
+      query: queryBackend,
+      trust: {
+        tokenKey,
+        issuer: options.tokens.issuer,
+        admission: options.trust?.admission ?? 'first-use',
+        revocations,
+        ...(options.trust?.tokenTtlSeconds ? { tokenTtlSeconds: options.trust.tokenTtlSeconds } : {}),
+      },
     });
     cleanups.push(() => listener.close());
 
@@ -111,6 +182,13 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       logger,
       engine: engine.name,
       https: { key: keyPem, cert: certPem },
+      trust: {
+        caCertPem: caPem,
+        ...(caKeyPem ? { caKeyPem } : {}),
+        auditKey,
+        issuer: options.tokens.issuer,
+        revocations,
+      },
     });
     await http.listen({ host: options.http.host, port: options.http.port });
     cleanups.push(() => http.close());

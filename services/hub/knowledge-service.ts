@@ -5,11 +5,9 @@ import type {
   ServerWritableStream,
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { once } from 'node:events';
 import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { identityFromPeerCertificate } from '../shared/pki/identity.js';
-import { isVersionId } from '../shared/knowledge/manifest.js';
+import { isVersionId, parseManifest } from '../shared/knowledge/manifest.js';
 import { toServiceError } from '../shared/transport/status.js';
 import type {
   Announcement,
@@ -21,16 +19,34 @@ import type {
   SubscribeRequest__Output,
 } from '../shared/transport/proto.js';
 import { appendAccess } from '../registry/access-log.js';
-import { getParticipant } from '../registry/participants.js';
-import { getStream, getVersion, listVersions, readChunk } from '../registry/knowledge.js';
+import { findGrants } from '../registry/grants.js';
+import {
+  createCallAuthority,
+  isLoggedRefusal,
+  type Caller,
+  type TrustSettings,
+} from './call-authority.js';
+import { grantCoversSequence } from './grant-check.js';
+import { getStream, getVersion } from '../registry/knowledge.js';
+import type { StreamEventWithVersion } from '../registry/stream-events.js';
 import type { Registry } from '../registry/database.js';
 import type { Announcer } from './announcer.js';
+import { planChunks, sendChunks, writable } from './chunk-sender.js';
+import { answerQuery, type QueryBackend } from './query-service.js';
+import type { QueryRequest__Output } from '../generated/proto/distillery/v1/QueryRequest.js';
+import type { QueryResponse } from '../generated/proto/distillery/v1/QueryResponse.js';
 
 /** Options of {@link createKnowledgeService}. */
 export interface KnowledgeServiceOptions {
   registry: Registry;
   announcer: Announcer;
   logger: Logger;
+  /** Called each time a chunk is read from the registry for a download (metrics, tests). */
+  onChunkRead?: (versionId: string, index: number) => void;
+  /** Certificate admission, participant tokens and revocations. */
+  trust: TrustSettings;
+  /** Query mode (rpc Query, services/hub/query-service.ts); refused when absent. */
+  query?: QueryBackend;
 }
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
@@ -63,6 +79,7 @@ function shown(value: string): string {
 export function createKnowledgeService(options: KnowledgeServiceOptions): KnowledgeHandlers {
   const { registry, announcer, logger } = options;
   const prisma = registry.prisma;
+  const authority = createCallAuthority({ prisma, trust: options.trust, logger });
 
   async function record(
     call: AnyCall,
@@ -107,22 +124,34 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     };
   }
 
-  /** Resolves the caller's identity from its certificate and checks it is enrolled. */
-  async function authorise(call: AnyCall, action: string, resource: string): Promise<string> {
-    const certificate = call.getAuthContext()?.sslPeerCertificate;
-    const identity = certificate ? identityFromPeerCertificate(certificate) : null;
-    if (!identity) {
-      await record(call, 'anonymous', action, resource, 'denied', {
-        reason: 'no verified client certificate identity',
-      });
-      throw fail('PEER_UNAUTHENTICATED');
-    }
-    const participant = await getParticipant(prisma, identity);
-    if (!participant || participant.status !== 'active') {
-      await record(call, identity, action, resource, 'denied', { reason: 'not enrolled' });
-      throw fail('PEER_NOT_ENROLLED', { participant: identity });
-    }
-    return identity;
+  /**
+   * Authenticates the caller: verified certificate, its registry status, and the token bound
+   * to it (see call-authority.ts). Every refusal is logged before it is raised.
+   */
+  async function authorise(call: AnyCall, action: string, resource: string): Promise<Caller> {
+    return authority.authenticate(call, action, resource);
+  }
+
+  /** Ends a stream of `caller` when its certificate is revoked; returns the unwatch. */
+  function closeOnRevocation(
+    call: ServerWritableStream<unknown, unknown>,
+    caller: Caller,
+    action: string,
+    resource: string,
+    onClosed: () => void = () => undefined,
+  ): () => void {
+    const unwatch = authority.watchRevocation(caller, (serial) => {
+      onClosed();
+      const err = fail('CERT_REVOKED', { serial });
+      void record(call, caller.participant, action, resource, 'denied', {
+        reason: `${err.message}; open stream closed`,
+      }).catch((logErr: unknown) => logger.error({ err: logErr }, 'access log write failed'));
+      logger.info({ participant: caller.participant, serial }, 'stream closed: certificate revoked');
+      failStream(call, toServiceError(err, logger));
+    });
+    call.once('close', unwatch);
+    call.once('cancelled', unwatch);
+    return unwatch;
   }
 
   /** Logs a request that failed after authorisation (unknown version, bad index). */
@@ -139,16 +168,22 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     );
   }
 
-  function toAnnouncement(version: Awaited<ReturnType<typeof listVersions>>[number]): Announcement {
+  function toAnnouncement(event: StreamEventWithVersion): Announcement {
+    const version = event.version;
     return {
-      stream: version.streamName,
-      sequence: String(version.sequence),
+      stream: event.streamName,
+      sequence: String(event.sequence),
       versionId: version.id,
       parentId: version.parentId ?? '',
       rootHash: version.rootHash,
       chunkCount: version.chunkCount,
       totalBytes: String(version.totalBytes),
       publishedAt: version.publishedAt.toISOString(),
+      event: event.kind,
+      versionSequence: String(version.sequence),
+      currentVersionId: event.currentVersionId ?? '',
+      reason: event.reason ?? '',
+      eventAt: event.at.toISOString(),
     };
   }
 
@@ -158,7 +193,8 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     let actor = 'anonymous';
     let unlisten: (() => void) | undefined;
     try {
-      actor = await authorise(call, 'subscribe', resource);
+      const caller = await authorise(call, 'subscribe', resource);
+      actor = caller.participant;
       if (!STREAM_NAME.test(stream))
         throw fail('REQUEST_INVALID', { detail: `stream name "${shown(stream)}"` });
       const afterSequence = Number(call.request.afterSequence);
@@ -167,25 +203,41 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       }
       // Only the hub's operator creates streams; a subscriber names one that exists.
       await getStream(prisma, stream);
+      await authority.authoriseGrant(call, caller, 'subscribe', resource, { stream, tensors: [] });
+      let revoked = false;
+      closeOnRevocation(call, caller, 'subscribe', resource, () => {
+        revoked = true;
+        unlisten?.();
+      });
       const release = holdCall(actor, 'subscriptions');
       call.once('close', release);
       call.once('cancelled', release);
       await record(call, actor, 'subscribe', resource, 'allowed', { detail: { afterSequence } });
       logger.info({ participant: actor, stream, afterSequence }, 'subscription opened');
 
-      // Every wake-up re-reads the registry from the last sequence sent, one pass at a
-      // time, so announcements go out in order and exactly once per subscription.
+      // Every wake-up reads the stream's durable events after the last one sent, one pass
+      // at a time, so announcements go out in order and exactly once per subscription.
       let lastSent = afterSequence;
       let pending = Promise.resolve();
       const drain = () => {
         pending = pending
           .then(async () => {
-            if (call.cancelled) return;
-            const versions = await listVersions(prisma, stream, { afterSequence: lastSent });
-            for (const version of versions) {
-              if (call.cancelled) return;
-              if (!call.write(toAnnouncement(version))) await once(call, 'drain');
-              lastSent = version.sequence;
+            for (;;) {
+              if (call.cancelled || revoked) return;
+              const events = await announcer.eventsAfter(prisma, stream, lastSent);
+              if (events.length === 0) return;
+              // Grants are read at every wake-up, so a revoked or narrowed grant applies to
+              // the next announcement; events of versions outside every grant are passed over.
+              const grants = await findGrants(prisma, actor, stream);
+              for (const event of events) {
+                if (call.cancelled || revoked) return;
+                if (!grants.some((g) => grantCoversSequence(g, event.version.sequence))) {
+                  lastSent = event.sequence;
+                  continue;
+                }
+                if (!call.write(toAnnouncement(event))) await writable(call);
+                lastSent = event.sequence;
+              }
             }
           })
           .catch((err: unknown) => {
@@ -216,9 +268,15 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     const resource = `version:${shown(id)}`;
     let actor = 'anonymous';
     try {
-      actor = await authorise(call, 'manifest', resource);
+      const caller = await authorise(call, 'manifest', resource);
+      actor = caller.participant;
       checkVersionId(id);
       const version = await getVersion(prisma, id);
+      await authority.authoriseGrant(call, caller, 'manifest', resource, {
+        stream: version.streamName,
+        sequence: version.sequence,
+        tensors: [],
+      });
       await record(call, actor, 'manifest', resource, 'allowed');
       callback(null, {
         versionId: version.id,
@@ -234,31 +292,54 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
   async function fetchChunks(call: ServerWritableStream<FetchChunksRequest__Output, Chunk>) {
     const id = call.request.versionId;
     const fromIndex = call.request.fromIndex;
+    const tensors = call.request.tensors;
+    const indices = call.request.indices;
     const resource = `version:${shown(id)}`;
     let actor = 'anonymous';
     try {
-      actor = await authorise(call, 'download', resource);
+      const caller = await authorise(call, 'download', resource);
+      actor = caller.participant;
       checkVersionId(id);
       const version = await getVersion(prisma, id);
-      if (fromIndex > version.chunkCount) {
-        throw fail('CHUNK_OUT_OF_RANGE', { id, count: version.chunkCount, index: fromIndex });
-      }
+      const manifest = parseManifest(version.id, version.manifestJson);
+      // Named tensors must each be granted; none named means those the grant allows.
+      const granted = await authority.authoriseTensors(call, caller, 'download', resource, {
+        stream: version.streamName,
+        sequence: version.sequence,
+        manifest,
+        tensors,
+      });
+      const plan = planChunks(id, manifest, { fromIndex, tensors: granted, indices });
+      let revoked = false;
+      closeOnRevocation(call, caller, 'download', resource, () => {
+        revoked = true;
+      });
       const release = holdCall(actor, 'downloads');
       call.once('close', release);
       call.once('cancelled', release);
       await record(call, actor, 'download', resource, 'allowed', {
-        detail: { fromIndex, chunks: version.chunkCount - fromIndex },
+        detail: {
+          fromIndex,
+          chunks: plan.length,
+          ...(granted.length > 0 ? { tensors: granted.slice(0, 32) } : {}),
+          ...(indices.length > 0 ? { indices: indices.length } : {}),
+        },
       });
 
-      // One chunk read from the registry at a time, and none while the peer's window is
-      // full: memory stays at a chunk or two whatever the size of the version.
-      for (let index = fromIndex; index < version.chunkCount; index++) {
-        if (call.cancelled) return;
-        const chunk = await readChunk(prisma, id, index);
-        if (!call.write({ index, data: chunk.data })) await once(call, 'drain');
+      // A few chunks read ahead, none while the peer's window is full, none after it has
+      // gone: memory stays at a few chunks whatever the size of the version.
+      const complete = await sendChunks(call, {
+        db: prisma,
+        versionId: id,
+        plan,
+        ...(options.onChunkRead ? { onChunkRead: (i) => options.onChunkRead?.(id, i) } : {}),
+      });
+      if (!complete || revoked) {
+        logger.info({ participant: actor, version: id }, 'download ended by the participant');
+        return;
       }
       call.end();
-      logger.info({ participant: actor, version: id, fromIndex }, 'version sent');
+      logger.info({ participant: actor, version: id, chunks: plan.length }, 'version sent');
     } catch (err) {
       if (actor !== 'anonymous' && !isPeerError(err))
         await recordFailure(call, actor, 'download', resource, err);
@@ -266,10 +347,55 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     }
   }
 
+  /** Query mode: the participant's own rows in, teacher states out under its grant's policy. */
+  async function query(
+    call: ServerUnaryCall<QueryRequest__Output, QueryResponse>,
+    callback: sendUnaryData<QueryResponse>,
+  ) {
+    const resource = `stream:${shown(call.request.stream)}`;
+    let actor = 'anonymous';
+    try {
+      const caller = await authorise(call, 'query', resource);
+      actor = caller.participant;
+      if (!STREAM_NAME.test(call.request.stream)) {
+        throw fail('REQUEST_INVALID', { detail: `stream name "${shown(call.request.stream)}"` });
+      }
+      if (!options.query) {
+        const err = fail('PRIVACY_QUERY_NOT_ALLOWED', {
+          participant: actor,
+          stream: call.request.stream,
+        });
+        await record(call, actor, 'query', resource, 'denied', { reason: err.message });
+        throw err;
+      }
+      // answerQuery logs its own decisions (allowed or refused), with the ledger entry.
+      const response = await answerQuery({
+        prisma,
+        backend: options.query,
+        participant: actor,
+        peerAddress: call.getPeer(),
+        request: call.request,
+        logger,
+      });
+      callback(null, response);
+    } catch (err) {
+      if (actor !== 'anonymous' && !isPeerError(err) && !isQueryDecision(err)) {
+        await recordFailure(call, actor, 'query', resource, err);
+      }
+      callback(toServiceError(err, logger, { rpc: 'Query' }));
+    }
+  }
+
   return {
+    Query: (call, callback) => void query(call, callback),
     Subscribe: (call) => void subscribe(call),
     GetManifest: (call, callback) => void getManifest(call, callback),
     FetchChunks: (call) => void fetchChunks(call),
+    IssueToken: (call, callback) =>
+      void authority.issueToken(call).then(
+        (issued) => callback(null, issued),
+        (err: unknown) => callback(toServiceError(err, logger, { rpc: 'IssueToken' })),
+      ),
   } satisfies KnowledgeHandlers as KnowledgeHandlers & UntypedServiceImplementation;
 }
 
@@ -282,8 +408,21 @@ function failStream(call: ServerWritableStream<unknown, unknown>, err: ServiceEr
   call.emit('error', err);
 }
 
-/** Refusals of the peer itself are logged by `authorise`; do not log them twice. */
+/** Query refusals that answerQuery or the ledger already wrote to the access log. */
+function isQueryDecision(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    'code' in err &&
+    [
+      'PRIVACY_QUERY_NOT_ALLOWED',
+      'PRIVACY_ROW_CAP_EXCEEDED',
+      'PRIVACY_BUDGET_EXHAUSTED',
+      'GRANT_DENIED',
+    ].includes(String((err as { code: unknown }).code))
+  );
+}
+
+/** Refusals of the peer and of its grants are logged where they are made; not twice. */
 function isPeerError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'PEER_UNAUTHENTICATED' || code === 'PEER_NOT_ENROLLED';
+  return isLoggedRefusal(err);
 }

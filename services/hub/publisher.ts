@@ -13,15 +13,22 @@ import { predictPositive } from '../shared/ml/predict.js';
 import { computeTeacherStates } from '../shared/ml/states.js';
 import { trainTeacher } from '../shared/ml/teacher.js';
 import {
+  MANIFEST_FORMAT,
   serialiseManifest,
   versionIdOf,
   type KnowledgeManifest,
 } from '../shared/knowledge/manifest.js';
-import { packTensors, type TensorInput } from '../shared/knowledge/tensor-pack.js';
+import {
+  packTensors,
+  type ArtefactInput,
+  type TensorInput,
+} from '../shared/knowledge/tensor-pack.js';
+import type { StateDtype } from '../shared/knowledge/encoding.js';
 import { DEFAULT_CHUNK_BYTES } from '../shared/transport/limits.js';
 import type { Registry } from '../registry/database.js';
 import { appendAccess } from '../registry/access-log.js';
 import { ensureStream, latestVersion, publishVersion } from '../registry/knowledge.js';
+import { currentVersionId } from '../registry/stream-events.js';
 import type { Announcer } from './announcer.js';
 import type { HubData } from './hub-data.js';
 
@@ -50,7 +57,28 @@ export interface PublishRequest {
   fresh?: boolean;
   /** Operator identity, for the access log. */
   actor: string;
+  /** Encoding of the states in this version; default the publisher's `encoding`. */
+  encoding?: StateDtype;
 }
+
+/** What an {@link ArtefactHook} is given: the teacher just trained and the hub's data. */
+export interface ArtefactContext {
+  request: PublishRequest;
+  teacher: LayersModel;
+  data: HubData;
+  engine: Engine;
+  logger: Logger;
+  /** The hub's registry, e.g. to record a hub-distilled student. */
+  registry: Registry;
+}
+
+/**
+ * Adds raw-byte artefacts (kind `artefact`) to each version, e.g. a student the hub
+ * distilled itself, as `student/model.json` and `student/weights.bin`. Called once per
+ * publication after the teacher is trained and before the version is stored; a failure
+ * fails the publication.
+ */
+export type ArtefactHook = (context: ArtefactContext) => Promise<ArtefactInput[]>;
 
 /** What publishing produced. */
 export interface PublishResult {
@@ -63,7 +91,10 @@ export interface PublishResult {
     chunkCount: number;
     totalBytes: number;
     temperature: number;
-    tensors: { name: string; shape: number[] }[];
+    encoding: StateDtype;
+    /** Chunks the registry did not hold yet; the others are shared with earlier versions. */
+    newChunks: number;
+    tensors: { name: string; shape: number[]; dtype: string }[];
   };
   teacher: {
     params: number;
@@ -93,6 +124,10 @@ export interface KnowledgePublisherOptions {
   teacher: TeacherSettings;
   logger: Logger;
   chunkBytes?: number;
+  /** Encoding of teacher states: float32 (default), float16, or int8 with per-tensor scale. */
+  encoding?: StateDtype;
+  /** Artefacts to ship inside every version. */
+  artefacts?: ArtefactHook;
 }
 
 /**
@@ -199,14 +234,33 @@ export class KnowledgePublisher {
           values: h.values,
         })),
       ];
-      const packed = packTensors(tensors, this.#options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+      if (this.#options.artefacts) {
+        tensors.push(
+          ...(await this.#options.artefacts({
+            request,
+            teacher: trained.model,
+            data,
+            engine,
+            logger,
+            registry,
+          })),
+        );
+      }
+      const encoding = request.encoding ?? this.#options.encoding ?? 'float32';
+      const packed = packTensors(tensors, this.#options.chunkBytes ?? DEFAULT_CHUNK_BYTES, {
+        dtype: encoding,
+      });
       const statesAt = performance.now();
 
       await ensureStream(registry.prisma, request.stream);
-      const parent = await latestVersion(registry.prisma, request.stream);
+      // The parent is the version participants hold now: after a rollback, its target.
+      const currentId = await currentVersionId(registry.prisma, request.stream);
+      const parent = currentId
+        ? { id: currentId }
+        : await latestVersion(registry.prisma, request.stream);
       const params = countParams(trained.model);
       const manifest: KnowledgeManifest = {
-        format: 'distillery.knowledge/1',
+        format: MANIFEST_FORMAT,
         stream: request.stream,
         parentId: parent?.id ?? null,
         createdAt: new Date().toISOString(),
@@ -238,6 +292,7 @@ export class KnowledgePublisher {
         rootHash: packed.rootHash,
         parentId: manifest.parentId,
         chunks: packed.chunks,
+        actor: request.actor,
       });
       await appendAccess(registry.prisma, {
         actor: request.actor,
@@ -248,13 +303,15 @@ export class KnowledgePublisher {
           stream: request.stream,
           sequence: stored.sequence,
           temperature: request.temperature,
+          encoding,
+          newChunks: stored.newChunks,
         },
       });
       this.#teacher?.model.dispose();
       this.#teacher = candidate;
       candidate = undefined;
       await this.#saveTeacher(id);
-      announcer.announce({ stream: request.stream, sequence: stored.sequence });
+      announcer.announce({ stream: request.stream, sequence: stored.eventSequence });
       const publishedAt = performance.now();
 
       const testAuc = data.test
@@ -274,7 +331,9 @@ export class KnowledgePublisher {
           chunkCount: packed.chunks.length,
           totalBytes: packed.totalBytes,
           temperature: request.temperature,
-          tensors: packed.tensors.map((t) => ({ name: t.name, shape: t.shape })),
+          encoding,
+          newChunks: stored.newChunks,
+          tensors: packed.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype })),
         },
         teacher: {
           params,
@@ -324,6 +383,11 @@ export class KnowledgePublisher {
     const model = await loadModel(this.#options.engine, dir);
     this.#teacher = { model, epochsTrained: meta.epochsTrained, validationAuc: meta.validationAuc };
     this.#options.logger.info({ epochsTrained: meta.epochsTrained }, 'teacher restored');
+  }
+
+  /** The current teacher, for query mode (services/hub/query-service.ts); none before training. */
+  currentTeacher(): LayersModel | undefined {
+    return this.#teacher?.model;
   }
 
   /** Frees the teacher's tensors. */

@@ -10,15 +10,28 @@ import {
   parsePreprocessorSpec,
 } from '../shared/data/preprocessing.js';
 import type { KnowledgeManifest } from '../shared/knowledge/manifest.js';
-import { unpackTensor } from '../shared/knowledge/tensor-pack.js';
+import { unpackArtefact, unpackTensor } from '../shared/knowledge/tensor-pack.js';
 import type { Engine } from '../shared/ml/engine.js';
 import { countParams } from '../shared/ml/mlp.js';
 import { prAuc, rocAuc } from '../shared/ml/metrics.js';
 import { predictPositive } from '../shared/ml/predict.js';
 import { trainStudent, type StudentTeacherInput } from '../shared/ml/distil.js';
-import { saveModel } from '../shared/ml/model-io.js';
+import { deserializeModel, saveModel } from '../shared/ml/model-io.js';
+import { createTrainingProgress } from '../shared/ml/progress.js';
+import type { RegisterStudentInput } from '../registry/students.js';
 import { writeAtomically } from './local-store.js';
 import { join } from 'node:path';
+
+/** Names of the artefacts a hub-distilled student travels as inside a version. */
+export const HUB_STUDENT_ARTEFACTS = Object.freeze({
+  modelJson: 'student/model.json',
+  weights: 'student/weights.bin',
+});
+
+/** Where students are recorded: the participant's own registry, opened on first use. */
+export interface StudentRecorder {
+  register(input: RegisterStudentInput): Promise<{ id: string }>;
+}
 
 /** The participant's own files; no other process opens them. */
 export interface ParticipantDataFiles {
@@ -42,6 +55,11 @@ export interface StudentSettings {
   batchSize: number;
   learningRate?: number;
   seed: number;
+  /**
+   * Also match the teacher's hidden activations (FitNets hint) when the version carries
+   * them; default false (soft targets only).
+   */
+  hint?: boolean;
 }
 
 /** What distilling one version gave, as reported and saved. */
@@ -61,6 +79,12 @@ export interface StudentResult {
   temperature: number;
   engine: string;
   modelDir: string;
+  /** Id of the student in the participant's registry, when one is kept. */
+  studentId?: string;
+  /** True when the student also matched the teacher's hidden activations. */
+  hint: boolean;
+  /** The student the hub distilled itself and shipped in the version, when it did. */
+  hubStudent?: { studentId?: string; params: number; auc: number; prAuc: number; modelDir: string };
   timingsMs: { distil: number; baseline: number; download?: number };
 }
 
@@ -86,6 +110,7 @@ export class Distiller {
     private readonly files: ParticipantDataFiles,
     private readonly settings: StudentSettings,
     private readonly logger: Logger,
+    private readonly students?: StudentRecorder,
   ) {}
 
   /**
@@ -117,12 +142,26 @@ export class Distiller {
         actual: `${teacherLogits.length} values`,
       });
     }
-    const model = await this.#train(data, {
-      x: data.transfer.x,
-      logits: teacherLogits,
-      temperature: manifest.temperature,
-      alpha: this.settings.alpha,
-    });
+    const hiddenEntry = this.settings.hint
+      ? manifest.tensors.find((t) => t.kind === 'hidden')
+      : undefined;
+    const hint = hiddenEntry
+      ? {
+          values: unpackTensor(manifest, blob, hiddenEntry.name),
+          width: hiddenEntry.shape[1],
+        }
+      : undefined;
+    const model = await this.#train(
+      data,
+      {
+        x: data.transfer.x,
+        logits: teacherLogits,
+        temperature: manifest.temperature,
+        alpha: this.settings.alpha,
+        ...(hint ? { hint } : {}),
+      },
+      `student v${version.sequence}`,
+    );
     const scores = predictPositive(engine, model, data.test.x, data.test.rows);
     const distilMs = performance.now() - started;
 
@@ -130,6 +169,12 @@ export class Distiller {
     const params = countParams(model);
     await saveModel(model, outputDir);
     model.dispose();
+    // The student's own copy of how to encode rows for it: fine-tuning and scoring later
+    // need nothing but its directory.
+    await writeAtomically(
+      join(outputDir, 'preprocessing.json'),
+      JSON.stringify(manifest.preprocessing, null, 2),
+    );
 
     const result: StudentResult = {
       participant: this.participant,
@@ -147,15 +192,118 @@ export class Distiller {
       temperature: manifest.temperature,
       engine: engine.name,
       modelDir: outputDir,
+      hint: hint !== undefined,
       timingsMs: { distil: Math.round(distilMs), baseline: Math.round(baseline.ms) },
     };
+    const hubStudent = await this.#hubStudent(manifest, blob, data, version, outputDir);
+    if (hubStudent) result.hubStudent = hubStudent;
+    if (this.students) {
+      const registered = await this.students.register({
+        knowledgeVersionId: version.id,
+        owner: this.participant,
+        kind: 'distilled',
+        architecture: {
+          inputDim: data.inputDim,
+          hidden: [...this.settings.hidden],
+          outputs: 2,
+          format: 'tfjs-layers',
+        },
+        params,
+        metrics: {
+          auc: result.auc,
+          prAuc: result.prAuc,
+          aucWithoutTeacher: result.aucWithoutTeacher,
+          testRows: data.test.rows,
+          ownRows: data.own.rows,
+          temperature: manifest.temperature,
+          alpha: this.settings.alpha,
+          hint: result.hint,
+          distilMs: result.timingsMs.distil,
+        },
+        engine: engine.name,
+        path: outputDir,
+      });
+      result.studentId = registered.id;
+    }
     await writeAtomically(join(outputDir, 'metrics.json'), JSON.stringify(result, null, 2));
     return result;
   }
 
+  /**
+   * Keeps the student the hub distilled itself, when the version ships one: saves its
+   * files beside the bank's own student, scores it on the bank's test rows and registers
+   * it (kind `hub`), so that the bank can use it as it is or fine-tune it.
+   */
+  async #hubStudent(
+    manifest: KnowledgeManifest,
+    blob: Uint8Array,
+    data: EncodedLocalData,
+    version: { id: string; sequence: number },
+    outputDir: string,
+  ): Promise<StudentResult['hubStudent']> {
+    const names = manifest.tensors.map((t) => t.name);
+    if (
+      !names.includes(HUB_STUDENT_ARTEFACTS.modelJson) ||
+      !names.includes(HUB_STUDENT_ARTEFACTS.weights)
+    ) {
+      return undefined;
+    }
+    const modelJson = Buffer.from(
+      unpackArtefact(manifest, blob, HUB_STUDENT_ARTEFACTS.modelJson),
+    ).toString('utf8');
+    const weights = unpackArtefact(manifest, blob, HUB_STUDENT_ARTEFACTS.weights);
+    const dir = join(outputDir, 'hub');
+    const model = await deserializeModel(
+      this.engine,
+      { modelJson, weights },
+      `version ${version.id} hub student`,
+    );
+    try {
+      if (model.inputs[0].shape[1] !== data.inputDim) {
+        throw fail('MODEL_SHAPE_MISMATCH', {
+          what: 'hub student input',
+          expected: `${data.inputDim} features`,
+          actual: String(model.inputs[0].shape[1]),
+        });
+      }
+      const scores = predictPositive(this.engine, model, data.test.x, data.test.rows);
+      const params = countParams(model);
+      await saveModel(model, dir);
+      await writeAtomically(
+        join(dir, 'preprocessing.json'),
+        JSON.stringify(manifest.preprocessing, null, 2),
+      );
+      const found = {
+        params,
+        auc: rocAuc(scores, data.test.y),
+        prAuc: prAuc(scores, data.test.y),
+        modelDir: dir,
+      };
+      this.logger.info({ version: version.id, ...found }, 'hub student received');
+      if (!this.students) return found;
+      const hidden = model.layers
+        .filter((layer) => layer.name !== 'logits')
+        .map((layer) => (layer.getConfig() as { units: number }).units);
+      const registered = await this.students.register({
+        knowledgeVersionId: version.id,
+        owner: this.participant,
+        kind: 'hub',
+        architecture: { inputDim: data.inputDim, hidden, outputs: 2, format: 'tfjs-layers' },
+        params,
+        metrics: { auc: found.auc, prAuc: found.prAuc, testRows: data.test.rows, trainedBy: 'hub' },
+        engine: manifest.teacher.engine,
+        path: dir,
+      });
+      return { ...found, studentId: registered.id };
+    } finally {
+      model.dispose();
+    }
+  }
+
   /** Trains the configured student on the bank's rows, with the teacher's states if given. */
-  #train(data: EncodedLocalData, teacher?: StudentTeacherInput) {
+  #train(data: EncodedLocalData, teacher?: StudentTeacherInput, label = 'student (own rows only)') {
     const { settings } = this;
+    const progress = createTrainingProgress({ label, logger: this.logger });
     return trainStudent(this.engine, {
       inputDim: data.inputDim,
       hidden: settings.hidden,
@@ -166,7 +314,10 @@ export class Distiller {
       ...(settings.learningRate === undefined ? {} : { learningRate: settings.learningRate }),
       seed: settings.seed,
       logger: this.logger,
-    }).then((trained) => trained.model);
+      onProgress: progress.update,
+    })
+      .then((trained) => trained.model)
+      .finally(() => progress.stop());
   }
 
   #encode(manifest: KnowledgeManifest): EncodedLocalData {

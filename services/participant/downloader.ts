@@ -1,139 +1,193 @@
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, truncate } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex } from '../shared/digest.js';
 import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { parseManifest, type KnowledgeManifest } from '../shared/knowledge/manifest.js';
-import type { HubClient } from './hub-client.js';
+import {
+  chunkSpans,
+  parseManifest,
+  type ChunkSpan,
+  type KnowledgeManifest,
+} from '../shared/knowledge/manifest.js';
+import type { Chunk__Output } from '../shared/transport/proto.js';
+import type { ChunkRequest, HubClient } from './hub-client.js';
 import { writeAtomically, type LocalStore } from './local-store.js';
 
 /** A version held locally, every chunk verified against its manifest. */
 export interface DownloadedVersion {
   manifest: KnowledgeManifest;
+  /** The version's blob (its tensors end to end); empty when `load` was false. */
   blob: Uint8Array;
-  /** Chunks that were already held and verified before this download. */
-  resumedFromChunk: number;
+  /** Chunks the store held already (an earlier version's, or an interrupted attempt's). */
+  chunksHeld: number;
+  /** Chunks fetched from the hub by this call. */
+  chunksFetched: number;
   /** Bytes received over the wire by this call. */
   bytesReceived: number;
   durationMs: number;
 }
 
+/** Options of {@link downloadVersion}. */
+export interface DownloadOptions {
+  /** Read the blob into memory once complete; default true. */
+  load?: boolean;
+  /** Called after each chunk is verified and stored (progress, tests). */
+  onChunk?: (index: number, bytes: number) => void;
+}
+
 /**
- * Downloads a version into the local store, resuming after the last verified chunk of an
- * earlier, interrupted attempt. Each chunk is checked against the SHA-256 the manifest
- * gives for its index (never against anything the chunk says of itself) before it is
- * written, and the manifest itself is checked against the version id.
+ * Downloads a version into the local store. Chunks are kept by SHA-256, so the chunks of a
+ * tensor unchanged since a version already held, and those an interrupted attempt stored,
+ * are not fetched again: the hub is asked for exactly the chunks missing. Each chunk is
+ * checked against the SHA-256 the manifest gives for its index (never against anything the
+ * chunk says of itself) before it is stored, the manifest is checked against the version
+ * id and its root hash against the chunk hashes, and held chunks are checked again when
+ * the blob is assembled.
  */
 export async function downloadVersion(
   client: HubClient,
   store: LocalStore,
   versionId: string,
   logger: Logger,
+  options: DownloadOptions = {},
 ): Promise<DownloadedVersion> {
   const started = performance.now();
-  const dir = store.versionDir(versionId);
-  await mkdir(dir, { recursive: true });
-  const complete = join(dir, 'blob.bin');
-  const partial = join(dir, 'blob.part');
-
-  const manifestPath = join(dir, 'manifest.json');
+  const manifestPath = join(store.versionDir(versionId), 'manifest.json');
   const manifestBytes = existsSync(manifestPath)
     ? await readFile(manifestPath)
     : await client.getManifest(versionId);
   const manifest = parseManifest(versionId, manifestBytes);
   if (!existsSync(manifestPath)) await writeAtomically(manifestPath, manifestBytes);
 
-  if (existsSync(complete)) {
-    const blob = new Uint8Array(await readFile(complete));
-    if (verifiedPrefix(manifest, blob) === manifest.chunks.length) {
-      return {
-        manifest,
-        blob,
-        resumedFromChunk: manifest.chunks.length,
-        bytesReceived: 0,
-        durationMs: 0,
-      };
-    }
-    logger.warn({ version: versionId }, 'stored version failed verification; downloading again');
-    await rename(complete, partial);
-  }
-
-  // Keep only the chunks of an earlier attempt that still verify.
-  let fromIndex = 0;
-  if (existsSync(partial)) {
-    const held = new Uint8Array(await readFile(partial));
-    fromIndex = verifiedPrefix(manifest, held);
-    await truncate(partial, Math.min(fromIndex * manifest.chunkBytes, manifest.totalBytes));
-    if (fromIndex > 0) logger.info({ version: versionId, fromIndex }, 'resuming download');
-  }
-
+  const spans = chunkSpans(manifest);
+  let chunksFetched = 0;
   let bytesReceived = 0;
-  if (fromIndex < manifest.chunks.length) {
-    const file = await open(partial, 'a');
-    const stream = client.fetchChunks(versionId, fromIndex);
-    try {
-      let expected = fromIndex;
-      for await (const chunk of stream as AsyncIterable<{ index: number; data: Buffer }>) {
-        if (chunk.index !== expected) {
-          throw fail('MANIFEST_INVALID', {
-            id: versionId,
-            detail: `chunk ${chunk.index} arrived where ${expected} was due`,
-          });
-        }
-        const actual = sha256Hex(chunk.data);
-        if (actual !== manifest.chunks[expected]) {
-          throw fail('CHUNK_HASH_MISMATCH', {
-            index: expected,
-            id: versionId,
-            expected: manifest.chunks[expected],
-            actual,
-          });
-        }
-        await file.write(chunk.data);
-        bytesReceived += chunk.data.byteLength;
-        expected++;
+  let chunksHeld = -1;
+  // A second pass only when a held chunk failed verification while assembling.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const missing = missingChunks(store, spans);
+    if (chunksHeld < 0) chunksHeld = spans.length - missing.length;
+    if (missing.length > 0) {
+      if (chunksHeld > 0 && attempt === 0) {
+        logger.info(
+          { version: versionId, held: chunksHeld, missing: missing.length },
+          'fetching only the chunks not held',
+        );
       }
-      if (expected !== manifest.chunks.length) {
-        throw fail('MANIFEST_INVALID', {
-          id: versionId,
-          detail: `stream ended after ${expected} of ${manifest.chunks.length} chunks`,
-        });
-      }
-    } catch (err) {
-      stream.cancel();
-      throw err;
-    } finally {
-      await file.close();
+      const received = await fetchMissing(client, store, manifest, versionId, missing, options);
+      chunksFetched += received.chunks;
+      bytesReceived += received.bytes;
     }
+    if (options.load === false) {
+      return done(manifest, new Uint8Array(0));
+    }
+    const blob = await assemble(store, manifest, spans, logger, versionId);
+    if (blob) return done(manifest, blob);
   }
+  throw fail('MANIFEST_INVALID', {
+    id: versionId,
+    detail: 'stored chunks failed verification twice',
+  });
 
-  const size = (await stat(partial).catch(() => ({ size: 0 }))).size;
-  if (size !== manifest.totalBytes) {
-    throw fail('MANIFEST_INVALID', {
-      id: versionId,
-      detail: `assembled ${size} of ${manifest.totalBytes} bytes`,
-    });
+  function done(m: KnowledgeManifest, blob: Uint8Array): DownloadedVersion {
+    return {
+      manifest: m,
+      blob,
+      chunksHeld,
+      chunksFetched,
+      bytesReceived,
+      durationMs: Math.round(performance.now() - started),
+    };
   }
-  await rename(partial, complete);
-  const blob = new Uint8Array(await readFile(complete));
-  return {
-    manifest,
-    blob,
-    resumedFromChunk: fromIndex,
-    bytesReceived,
-    durationMs: Math.round(performance.now() - started),
-  };
 }
 
-/** How many leading chunks of `blob` match the manifest's hashes. */
-function verifiedPrefix(manifest: KnowledgeManifest, blob: Uint8Array): number {
-  let index = 0;
-  for (; index < manifest.chunks.length; index++) {
-    const start = index * manifest.chunkBytes;
-    const end = Math.min(start + manifest.chunkBytes, manifest.totalBytes);
-    if (end > blob.byteLength) break;
-    if (sha256Hex(blob.subarray(start, end)) !== manifest.chunks[index]) break;
+/** The chunks the store lacks, one per distinct hash, in index order. */
+function missingChunks(store: LocalStore, spans: readonly ChunkSpan[]): ChunkSpan[] {
+  const seen = new Set<string>();
+  const missing: ChunkSpan[] = [];
+  for (const span of spans) {
+    if (seen.has(span.sha256)) continue;
+    seen.add(span.sha256);
+    if (!store.hasChunk(span.sha256)) missing.push(span);
   }
-  return index;
+  return missing;
+}
+
+async function fetchMissing(
+  client: HubClient,
+  store: LocalStore,
+  manifest: KnowledgeManifest,
+  versionId: string,
+  missing: readonly ChunkSpan[],
+  options: DownloadOptions,
+): Promise<{ chunks: number; bytes: number }> {
+  const first = missing[0]!.index;
+  const last = missing.at(-1)!.index;
+  // A run of every chunk from one index to the end is asked for by its start (a short
+  // request), anything else by its indices.
+  const request: ChunkRequest =
+    last - first + 1 === missing.length && last === manifest.chunks.length - 1
+      ? { fromIndex: first }
+      : { indices: missing.map((s) => s.index) };
+  const stream = client.fetchChunks(versionId, request);
+  let received = 0;
+  let bytes = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Chunk__Output>) {
+      const due = missing[received];
+      if (!due || chunk.index !== due.index) {
+        throw fail('MANIFEST_INVALID', {
+          id: versionId,
+          detail: `chunk ${chunk.index} arrived where ${due?.index ?? 'the end'} was due`,
+        });
+      }
+      const actual = sha256Hex(chunk.data);
+      if (actual !== due.sha256 || chunk.data.byteLength !== due.length) {
+        throw fail('CHUNK_HASH_MISMATCH', {
+          index: due.index,
+          id: versionId,
+          expected: due.sha256,
+          actual,
+        });
+      }
+      await store.writeChunk(due.sha256, chunk.data);
+      received++;
+      bytes += chunk.data.byteLength;
+      options.onChunk?.(due.index, chunk.data.byteLength);
+    }
+  } catch (err) {
+    stream.cancel();
+    throw err;
+  }
+  if (received !== missing.length) {
+    throw fail('MANIFEST_INVALID', {
+      id: versionId,
+      detail: `stream ended after ${received} of ${missing.length} chunks`,
+    });
+  }
+  return { chunks: received, bytes };
+}
+
+/** Reads every chunk from the store into one blob; null (chunk dropped) on a bad one. */
+async function assemble(
+  store: LocalStore,
+  manifest: KnowledgeManifest,
+  spans: readonly ChunkSpan[],
+  logger: Logger,
+  versionId: string,
+): Promise<Uint8Array | null> {
+  const blob = new Uint8Array(manifest.totalBytes);
+  let intact = true;
+  for (const span of spans) {
+    const data = await store.readChunk(span.sha256).catch(() => null);
+    if (!data || data.byteLength !== span.length || sha256Hex(data) !== span.sha256) {
+      logger.warn({ version: versionId, index: span.index }, 'stored chunk failed verification');
+      await store.dropChunk(span.sha256);
+      intact = false;
+      continue;
+    }
+    blob.set(data, span.offset);
+  }
+  return intact ? blob : null;
 }

@@ -1,4 +1,10 @@
-import { credentials, type ClientReadableStream, type Interceptor } from '@grpc/grpc-js';
+import {
+  credentials,
+  Metadata,
+  type ChannelOptions,
+  type ClientReadableStream,
+  type Interceptor,
+} from '@grpc/grpc-js';
 import type {
   Announcement__Output,
   Chunk__Output,
@@ -6,6 +12,8 @@ import type {
 } from '../shared/transport/proto.js';
 import { loadKnowledgeProto } from '../shared/transport/proto.js';
 import { CHANNEL_OPTIONS } from '../shared/transport/limits.js';
+import type { QueryRequest } from '../generated/proto/distillery/v1/QueryRequest.js';
+import type { QueryResponse__Output } from '../generated/proto/distillery/v1/QueryResponse.js';
 
 /** Options of {@link createHubClient}. */
 export interface HubClientOptions {
@@ -18,13 +26,35 @@ export interface HubClientOptions {
   serverName?: string;
   /** grpc-js client interceptors, e.g. for metrics; none by default. */
   interceptors?: Interceptor[];
+  /** Channel options over the shared CHANNEL_OPTIONS (tests, tuning); none by default. */
+  channelOptions?: ChannelOptions;
+  /**
+   * Renew the access token this many seconds before it expires; default 60. Tokens come
+   * from the hub's IssueToken call, bound to this client's certificate.
+   */
+  tokenRefreshSeconds?: number;
+}
+
+/** Which chunks of a version to fetch (see FetchChunksRequest). */
+export interface ChunkRequest {
+  /** Every chunk from this index on, unless `indices` is given; default 0. */
+  fromIndex?: number;
+  /** Exactly these chunks, ascending. */
+  indices?: number[];
+  /** Only chunks of these tensors; default every tensor the grant allows. */
+  tensors?: string[];
 }
 
 /** The participant's view of a hub: the three calls of `distillery.v1.Knowledge`. */
 export interface HubClient {
   subscribe(stream: string, afterSequence: number): ClientReadableStream<Announcement__Output>;
   getManifest(versionId: string): Promise<Buffer>;
-  fetchChunks(versionId: string, fromIndex: number): ClientReadableStream<Chunk__Output>;
+  fetchChunks(
+    versionId: string,
+    request: number | ChunkRequest,
+  ): ClientReadableStream<Chunk__Output>;
+  /** Query mode: the teacher's states for the participant's own rows (see query-client.ts). */
+  query(request: QueryRequest): Promise<QueryResponse__Output>;
   close(): void;
 }
 
@@ -34,11 +64,43 @@ export interface HubClient {
  */
 export function createHubClient(options: HubClientOptions): HubClient {
   const proto = loadKnowledgeProto();
-  const channelCredentials = credentials.createSsl(
+  const tls = credentials.createSsl(
     Buffer.from(options.caPem),
     Buffer.from(options.keyPem),
     Buffer.from(options.certPem),
   );
+  // Every call but IssueToken carries `authorization: Bearer <token>`. The token is asked
+  // for on the first call, kept while it has more than `tokenRefreshSeconds` to live, and
+  // is worth nothing without this client's key: the hub checks it against the certificate.
+  let token: { value: string; expiresAt: number } | undefined;
+  let pendingToken: Promise<string> | undefined;
+  const refreshSeconds = options.tokenRefreshSeconds ?? 60;
+  const currentToken = (): Promise<string> => {
+    if (token && token.expiresAt - refreshSeconds > Date.now() / 1000) {
+      return Promise.resolve(token.value);
+    }
+    pendingToken ??= new Promise<string>((resolve, reject) => {
+      client.IssueToken({}, (err, response) => {
+        pendingToken = undefined;
+        if (err || !response) return reject(err ?? new Error('empty IssueToken response'));
+        token = { value: response.accessToken, expiresAt: Number(response.expiresAt) };
+        resolve(token.value);
+      });
+    });
+    return pendingToken;
+  };
+  const bearer = credentials.createFromMetadataGenerator((params, callback) => {
+    if (params.method_name.endsWith('IssueToken')) return callback(null, new Metadata());
+    currentToken().then(
+      (value) => {
+        const metadata = new Metadata();
+        metadata.set('authorization', `Bearer ${value}`);
+        callback(null, metadata);
+      },
+      (err: Error) => callback(err),
+    );
+  });
+  const channelCredentials = credentials.combineChannelCredentials(tls, bearer);
   const client: KnowledgeClient = new proto.distillery.v1.Knowledge(
     options.address,
     channelCredentials,
@@ -46,6 +108,7 @@ export function createHubClient(options: HubClientOptions): HubClient {
       ...CHANNEL_OPTIONS,
       ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName } : {}),
       ...(options.interceptors ? { interceptors: options.interceptors } : {}),
+      ...options.channelOptions,
     },
   );
 
@@ -59,7 +122,22 @@ export function createHubClient(options: HubClientOptions): HubClient {
           else resolve(response.manifestJson);
         });
       }),
-    fetchChunks: (versionId, fromIndex) => client.FetchChunks({ versionId, fromIndex }),
+    fetchChunks: (versionId, request) => {
+      const r = typeof request === 'number' ? { fromIndex: request } : request;
+      return client.FetchChunks({
+        versionId,
+        fromIndex: r.fromIndex ?? 0,
+        indices: r.indices ?? [],
+        tensors: r.tensors ?? [],
+      });
+    },
+    query: (request) =>
+      new Promise<QueryResponse__Output>((resolve, reject) => {
+        client.Query(request, (err, response) => {
+          if (err || !response) reject(err ?? new Error('empty Query response'));
+          else resolve(response);
+        });
+      }),
     close: () => client.close(),
   };
 }

@@ -1,10 +1,11 @@
-import type { ClientReadableStream, Interceptor } from '@grpc/grpc-js';
+import type { Interceptor } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fail, isDistilleryError } from '../shared/errors.js';
 import { identityFromCertificatePem } from '../shared/pki/index.js';
 import type { Logger } from '../shared/logger.js';
 import { loadEngine, type Engine } from '../shared/ml/engine.js';
-import type { Announcement__Output } from '../shared/transport/proto.js';
 import { isTransient } from '../shared/transport/status.js';
 import { createHubClient, type HubClient } from './hub-client.js';
 import {
@@ -15,6 +16,8 @@ import {
 } from './distiller.js';
 import { downloadVersion } from './downloader.js';
 import { LocalStore } from './local-store.js';
+import { createStudentRecorder } from './student-recorder.js';
+import { followStream, type EventOutcome } from './stream-follower.js';
 import { readRequiredFile } from '../shared/config-file.js';
 
 /** Everything a participant node needs. */
@@ -37,6 +40,16 @@ export interface ParticipantOptions {
   interceptors?: Interceptor[];
   /** Reconnect backoff, first and largest pause; default 500 ms and 30 s. */
   backoffMs?: { initial: number; max: number };
+  /**
+   * Keep using this version: it is distilled once, and newer announcements, deprecations
+   * and rollbacks are recorded (events.jsonl) but not acted on.
+   */
+  pin?: string;
+  /**
+   * The participant's own registry, where its students are recorded: default PGlite under
+   * `stateDir`; `memory://` or a PostgreSQL URL; false keeps no registry.
+   */
+  registryUrl?: string | false;
 }
 
 /** A running participant node. */
@@ -48,10 +61,12 @@ export interface RunningParticipant {
 }
 
 /**
- * Starts a participant node: subscribes to the hub's stream, and for every announced
- * version downloads and verifies it, distils a student and evaluates it. Its place in the
- * stream is saved after each version, so a restart resumes where it stopped; when the hub
- * goes away it reconnects with exponential backoff.
+ * Starts a participant node: follows the hub's stream of events, and for every version
+ * that becomes current (published, or the target of a rollback, or the fallback of a
+ * deprecation) downloads and verifies it, fetching only the chunks it does not hold,
+ * distils a student and evaluates it. Its place in the stream is saved after each event,
+ * so a restart resumes where it stopped; when the hub goes away it reconnects with
+ * exponential backoff. A pinned node keeps its pinned version.
  */
 export async function startParticipant(options: ParticipantOptions): Promise<RunningParticipant> {
   const { logger } = options;
@@ -69,8 +84,28 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     });
   }
   const engine = options.engine ?? (await loadEngine({ logger }));
-  const distiller = new Distiller(engine, options.id, options.files, options.student, logger);
-  distiller.checkFiles();
+  const students =
+    options.registryUrl === false
+      ? undefined
+      : createStudentRecorder({
+          dataDir: options.stateDir,
+          ...(options.registryUrl ? { databaseUrl: options.registryUrl } : {}),
+          logger,
+        });
+  const distiller = new Distiller(
+    engine,
+    options.id,
+    options.files,
+    options.student,
+    logger,
+    students,
+  );
+  try {
+    distiller.checkFiles();
+  } catch (err) {
+    await students?.close();
+    throw err;
+  }
 
   const store = new LocalStore(options.stateDir);
   const client: HubClient = createHubClient({
@@ -81,21 +116,15 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     ...(options.hub.serverName ? { serverName: options.hub.serverName } : {}),
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   });
-  const backoff = options.backoffMs ?? { initial: 500, max: 30_000 };
   const results: StudentResult[] = [];
-  let stopping = false;
-  let current: ClientReadableStream<Announcement__Output> | undefined;
-  let wake: (() => void) | undefined;
-
-  const processAnnouncement = async (a: Announcement__Output) => {
-    const sequence = Number(a.sequence);
-    const log = logger.child({ version: a.versionId, sequence });
+  const studentFor = async (versionId: string, sequence: number, log: Logger) => {
     log.info('version announced');
-    const downloaded = await downloadVersion(client, store, a.versionId, log);
+    const downloaded = await downloadVersion(client, store, versionId, log);
     log.info(
       {
         bytes: downloaded.bytesReceived,
-        resumedFromChunk: downloaded.resumedFromChunk,
+        chunksFetched: downloaded.chunksFetched,
+        chunksHeld: downloaded.chunksHeld,
         durationMs: downloaded.durationMs,
       },
       'version downloaded and verified',
@@ -103,11 +132,10 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     const result = await distiller.distil(
       downloaded.manifest,
       downloaded.blob,
-      { id: a.versionId, sequence },
-      store.studentDir(a.versionId),
+      { id: versionId, sequence },
+      store.studentDir(versionId),
     );
     result.timingsMs.download = downloaded.durationMs;
-    await store.writeState({ stream: options.stream, lastSequence: sequence });
     results.push(result);
     log.info(
       {
@@ -120,60 +148,66 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     );
     options.onResult?.(result);
   };
+  const enough = () => options.exitAfter !== undefined && results.length >= options.exitAfter;
+  const hasStudent = (versionId: string) =>
+    existsSync(join(store.studentDir(versionId), 'metrics.json'));
 
-  /** One subscription, until it ends; resolves true when the node should stop. */
-  const subscribeOnce = async (): Promise<boolean> => {
-    let { lastSequence } = await store.readState(options.stream);
-    const stream = client.subscribe(options.stream, lastSequence);
-    current = stream;
-    for await (const announcement of stream as AsyncIterable<Announcement__Output>) {
-      const sequence = Number(announcement.sequence);
-      if (sequence <= lastSequence) continue;
-      await processAnnouncement(announcement);
-      lastSequence = sequence;
-      if (options.exitAfter !== undefined && results.length >= options.exitAfter) return true;
-      if (stopping) return true;
-    }
-    return stopping;
-  };
+  const pin = options.pin;
+  if (pin) {
+    // A pinned node uses the pinned version whatever the stream announces: it distils it
+    // once, then only records the stream's events.
+    const state = await store.readState(options.stream);
+    if (!hasStudent(pin)) await studentFor(pin, 0, logger.child({ version: pin, pinned: true }));
+    if (state.activeVersionId !== pin) await store.writeState({ ...state, activeVersionId: pin });
+  }
 
-  const run = async (): Promise<StudentResult[]> => {
-    let pause = backoff.initial;
-    while (!stopping) {
-      try {
-        if (await subscribeOnce()) break;
-        // The hub ended the stream without an error: it is shutting down. Reconnect.
-        pause = backoff.initial;
-      } catch (err) {
-        if (stopping && (err as { code?: number }).code === GrpcStatus.CANCELLED) break;
-        // Local failures (bad data, a version that fails verification) are ours, not the hub's.
-        if (isDistilleryError(err)) throw err;
-        if (!isTransient(err)) throw describeHubError(err);
-        logger.warn(
-          {
-            err: { code: (err as { code?: number }).code, message: (err as Error).message },
-            pauseMs: pause,
-          },
-          'hub unreachable; retrying',
-        );
-      }
-      // The pause keeps the process alive (no unref): while the hub is away, waiting for it
-      // is all the node has to do. stop() ends the pause early.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pause);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
+  const follower = followStream({
+    client,
+    store,
+    stream: options.stream,
+    logger,
+    ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
+    onEvent: async (event, state): Promise<EventOutcome> => {
+      const log = logger.child({
+        event: event.event,
+        eventSequence: Number(event.sequence),
+        version: event.versionId,
+        sequence: Number(event.versionSequence),
       });
-      pause = Math.min(pause * 2, backoff.max);
+      if (pin) {
+        log.info({ pinned: pin }, 'stream event recorded; pinned version kept');
+        return { action: `ignored (pinned ${pin})`, stop: enough() };
+      }
+      const target = event.currentVersionId || (event.event === 'published' ? event.versionId : '');
+      if (!target) {
+        log.warn('the stream has no current version; keeping the student in use');
+        return { action: 'kept (no current version)' };
+      }
+      if (target === state.activeVersionId) return { action: 'kept' };
+      if (event.event !== 'published' && hasStudent(target)) {
+        log.info({ current: target }, 'switched back to a version distilled before');
+        return { action: 'switched', activeVersionId: target };
+      }
+      const sequence = target === event.versionId ? Number(event.versionSequence) : 0;
+      await studentFor(target, sequence, log.child({ current: target }));
+      return { action: 'distilled', activeVersionId: target, stop: enough() };
+    },
+  });
+
+  const done = (async () => {
+    if (!(pin && enough())) {
+      try {
+        await follower.done;
+      } catch (err) {
+        if (isDistilleryError(err) || isTransient(err)) throw err;
+        throw describeHubError(err);
+      }
     }
     return results;
-  };
-
-  const done = run().finally(() => {
-    current?.cancel();
+  })().finally(async () => {
+    await follower.stop();
     client.close();
+    await students?.close();
   });
   // Failures surface through `done`; this keeps an unobserved rejection from crashing.
   done.catch(() => undefined);
@@ -181,9 +215,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
   return {
     done,
     async stop() {
-      stopping = true;
-      current?.cancel();
-      wake?.();
+      await follower.stop();
       await done.catch(() => undefined);
     },
   };

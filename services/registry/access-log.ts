@@ -106,9 +106,10 @@ const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1_000;
 const VERIFY_PAGE = 2_000;
 
+/** Transaction limits for appends and for decisions logged with them. */
 // Appends queue on the head row; under a burst on PostgreSQL a transaction may wait for a
 // pooled connection and then for the lock longer than Prisma's 2 s and 5 s defaults.
-const APPEND_TX_OPTIONS = { maxWait: 15_000, timeout: 15_000 };
+export const APPEND_TX_OPTIONS = { maxWait: 15_000, timeout: 15_000 };
 
 /**
  * The hash of one entry: SHA-256 of the canonical JSON of its fields. Auditors recompute it
@@ -433,7 +434,8 @@ function clipText(value: string, max: number, json = false): string {
   return `${clean.slice(0, max)}…(${clean.length - max} more)`;
 }
 
-function toRecord(row: AccessLogEntry): AccessLogRecord {
+/** An entry row in its JSON-safe shape, as exports and queries show it. */
+export function toRecord(row: AccessLogEntry): AccessLogRecord {
   return {
     sequence: row.sequence.toString(),
     at: row.at.toISOString(),

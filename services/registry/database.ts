@@ -29,6 +29,11 @@ export interface Registry {
   location: string;
   /** The migrations found applied and those applied by this open. */
   migrations: MigrationReport;
+  /**
+   * Calls `onPayload` for each NOTIFY on `channel` (PostgreSQL LISTEN on a connection of its
+   * own, re-established after a loss; PGlite's in-process listen). Returns the unlisten.
+   */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   /** Disconnects Prisma and releases the pool or the PGlite instance; safe to call twice. */
   close(): Promise<void>;
 }
@@ -52,6 +57,7 @@ interface Backend {
   kind: RegistryKind;
   location: string;
   prisma: PrismaClient;
+  listen: Registry['listen'];
   release(): Promise<void>;
 }
 
@@ -91,6 +97,7 @@ export async function openRegistry(options: OpenRegistryOptions): Promise<Regist
     kind: backend.kind,
     location: backend.location,
     migrations,
+    listen: backend.listen,
     close() {
       closing ??= backend.release();
       return closing;
@@ -143,6 +150,12 @@ async function openPglite(dir: string | null): Promise<Backend> {
     kind: 'pglite',
     location,
     prisma,
+    async listen(channel, onPayload) {
+      const unlisten = await db.listen(channel, onPayload);
+      return async () => {
+        if (!db.closed) await unlisten();
+      };
+    },
     async release() {
       await prisma.$disconnect();
       await db.close();
@@ -176,14 +189,69 @@ async function openPostgres(url: string, poolSize: number, logger: Logger): Prom
   }
 
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  const listeners = new Set<() => Promise<void>>();
   return {
     kind: 'postgres',
     location,
     prisma,
+    async listen(channel, onPayload) {
+      const stop = await listenPostgres(url, channel, onPayload, logger);
+      listeners.add(stop);
+      return async () => {
+        listeners.delete(stop);
+        await stop();
+      };
+    },
     async release() {
+      for (const stop of [...listeners]) await stop();
       await prisma.$disconnect();
       await pool.end();
     },
+  };
+}
+
+/**
+ * LISTENs on `channel` over a connection outside the pool (it is held for as long as the
+ * listener lives). When the connection is lost it is re-made after a pause; NOTIFYs sent
+ * meanwhile are missed, which is why subscribers also re-read the registry on a slow timer.
+ */
+async function listenPostgres(
+  url: string,
+  channel: string,
+  onPayload: (payload: string) => void,
+  logger: Logger,
+): Promise<() => Promise<void>> {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    if (stopped) return;
+    retry = setTimeout(() => void connect().catch(schedule), 1_000);
+    retry.unref();
+  };
+  const connect = async (): Promise<void> => {
+    const next = new pg.Client({ connectionString: url });
+    next.on('notification', (message) => {
+      if (message.channel === channel) onPayload(message.payload ?? '');
+    });
+    next.on('error', (err) => {
+      logger.warn({ err, channel }, 'registry notification connection lost; reconnecting');
+      void next.end().catch(() => undefined);
+      schedule();
+    });
+    await next.connect();
+    await next.query(`LISTEN "${channel.replace(/"/g, '""')}"`);
+    if (stopped) {
+      await next.end();
+      return;
+    }
+    client = next;
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    await client?.end().catch(() => undefined);
   };
 }
 

@@ -6,7 +6,9 @@ import type {
 import { Prisma } from '../generated/prisma/client.js';
 import { sha256Hex } from '../shared/digest.js';
 import { fail, isDistilleryError } from '../shared/errors.js';
+import { MAX_CHUNK_BYTES } from '../shared/transport/limits.js';
 import type { RegistryDb } from './database.js';
+import { appendStreamEvent } from './stream-events.js';
 
 export type { KnowledgeStream, KnowledgeVersion } from '../generated/prisma/client.js';
 
@@ -31,6 +33,8 @@ export interface PublishVersionInput {
   parentId?: string | null;
   /** Every chunk, indexes 0 to n-1 in any order. */
   chunks: readonly ChunkInput[];
+  /** Who published, for the stream's `published` event; default `hub`. */
+  actor?: string;
 }
 
 /** Where {@link publishVersion} placed a version. */
@@ -38,6 +42,10 @@ export interface PublishedVersion {
   id: string;
   sequence: number;
   publishedAt: Date;
+  /** Sequence of the stream's `published` event for it. */
+  eventSequence: number;
+  /** Chunks whose bytes the registry did not hold yet (the rest were shared). */
+  newChunks: number;
 }
 
 /** One chunk as {@link readChunk} returns it. */
@@ -77,8 +85,10 @@ export async function getStream(db: RegistryDb, name: string): Promise<Knowledge
 
 /**
  * Stores a version and all its chunks in one transaction, numbering it after the last
- * version of its stream (1, 2, 3…). Concurrent publications to one stream are serialised
- * on the stream's row, so two never receive the same number.
+ * version of its stream (1, 2, 3…), and appends the stream's `published` event. Chunk bytes
+ * are stored once by SHA-256 (`chunk_blob`): a chunk some earlier version already has is
+ * only referenced. Concurrent publications to one stream are serialised on the stream's
+ * row, so two never receive the same number.
  *
  * @throws STREAM_NOT_FOUND for an unknown stream; VERSION_EXISTS when the id is published
  *   already; REQUEST_INVALID when the id is not the manifest's hash, a chunk's bytes do not
@@ -129,18 +139,55 @@ export async function publishVersion(
           },
         });
 
-        for (const batch of batchChunks(chunks)) {
-          await tx.chunk.createMany({
+        const held = new Set<string>();
+        const hashes = [...new Set(chunks.map((c) => c.sha256))];
+        for (let i = 0; i < hashes.length; i += CHUNK_BATCH_ROWS) {
+          const found = await tx.chunkBlob.findMany({
+            where: { sha256: { in: hashes.slice(i, i + CHUNK_BATCH_ROWS) } },
+            select: { sha256: true },
+          });
+          for (const blob of found) held.add(blob.sha256);
+        }
+        const fresh = chunks.filter((chunk) => {
+          if (held.has(chunk.sha256)) return false;
+          held.add(chunk.sha256);
+          return true;
+        });
+        for (const batch of batchChunks(fresh)) {
+          // skipDuplicates: another version published at the same moment may add the same bytes.
+          await tx.chunkBlob.createMany({
             data: batch.map((chunk) => ({
-              versionId: input.id,
-              index: chunk.index,
               sha256: chunk.sha256,
               size: chunk.data.byteLength,
               data: asBytes(chunk.data),
             })),
+            skipDuplicates: true,
           });
         }
-        return { id: version.id, sequence: version.sequence, publishedAt: version.publishedAt };
+        for (let i = 0; i < chunks.length; i += CHUNK_BATCH_ROWS) {
+          await tx.versionChunk.createMany({
+            data: chunks.slice(i, i + CHUNK_BATCH_ROWS).map((chunk) => ({
+              versionId: input.id,
+              index: chunk.index,
+              sha256: chunk.sha256,
+              size: chunk.data.byteLength,
+            })),
+          });
+        }
+        const event = await appendStreamEvent(tx, {
+          stream: input.stream,
+          kind: 'published',
+          versionId: version.id,
+          currentVersionId: version.id,
+          actor: input.actor ?? 'hub',
+        });
+        return {
+          id: version.id,
+          sequence: version.sequence,
+          publishedAt: version.publishedAt,
+          eventSequence: event.sequence,
+          newChunks: fresh.length,
+        };
       },
       { maxWait: 10_000, timeout: PUBLISH_TIMEOUT_MS },
     );
@@ -213,15 +260,19 @@ export async function readChunk(
   versionId: string,
   index: number,
 ): Promise<ChunkRecord> {
-  const chunk = Number.isSafeInteger(index)
-    ? await db.chunk.findUnique({ where: { versionId_index: { versionId, index } } })
-    : null;
+  const rows = Number.isSafeInteger(index)
+    ? await db.$queryRaw<{ sha256: string; data: Uint8Array }[]>`
+        SELECT b."sha256", b."data" FROM "version_chunk" v
+        JOIN "chunk_blob" b ON b."sha256" = v."sha256"
+        WHERE v."version_id" = ${versionId} AND v."index" = ${index}`
+    : [];
+  const chunk = rows[0];
   if (!chunk) {
     const version = await getVersion(db, versionId);
     throw fail('CHUNK_OUT_OF_RANGE', { id: versionId, count: version.chunkCount, index });
   }
   const data = Buffer.from(chunk.data.buffer, chunk.data.byteOffset, chunk.data.byteLength);
-  return { index: chunk.index, sha256: chunk.sha256, data };
+  return { index, sha256: chunk.sha256, data };
 }
 
 function validatePublication(input: PublishVersionInput): ChunkInput[] {
@@ -238,6 +289,9 @@ function validatePublication(input: PublishVersionInput): ChunkInput[] {
       throw fail('REQUEST_INVALID', {
         detail: `chunk indexes must run 0 to ${chunks.length - 1}; found ${chunk.index} at position ${position}`,
       });
+    }
+    if (chunk.data.byteLength > MAX_CHUNK_BYTES) {
+      throw fail('CHUNK_SIZE_INVALID', { chunkBytes: chunk.data.byteLength, limit: MAX_CHUNK_BYTES });
     }
     const actual = sha256Hex(chunk.data);
     if (chunk.sha256 !== actual) {

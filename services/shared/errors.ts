@@ -242,6 +242,133 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.ALREADY_EXISTS,
   },
 
+  // Trust: certificates, enrolment, grants, participant tokens, signed audit chain (issue 3)
+  CERT_REVOKED: {
+    message: 'certificate {serial} was revoked',
+    http: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+  },
+  CERT_NOT_REGISTERED: {
+    message:
+      'certificate {serial} of "{participant}" is not registered at this hub; an operator must register it',
+    http: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+  },
+  CERT_NOT_FOUND: {
+    message: 'no certificate {what} is registered',
+    http: 404,
+    grpc: GrpcStatus.NOT_FOUND,
+  },
+  CERT_INVALID: {
+    message: 'certificate rejected: {reason}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  ENROLMENT_NOT_FOUND: {
+    message: 'enrolment request "{id}" does not exist',
+    http: 404,
+    grpc: GrpcStatus.NOT_FOUND,
+  },
+  ENROLMENT_DECIDED: {
+    message: 'enrolment request "{id}" was already {status}',
+    http: 409,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+  },
+  ENROLMENT_NO_CA_KEY: {
+    message:
+      'this hub holds no CA key; sign the request offline (distillery pki approve) and upload the certificate',
+    http: 409,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+  },
+  PARTICIPANT_NOT_FOUND: {
+    message: 'participant "{id}" is not enrolled',
+    http: 404,
+    grpc: GrpcStatus.NOT_FOUND,
+  },
+  GRANT_INVALID: {
+    message: 'invalid grant: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  GRANT_NOT_FOUND: {
+    message: 'grant "{id}" does not exist',
+    http: 404,
+    grpc: GrpcStatus.NOT_FOUND,
+  },
+  GRANT_DENIED: {
+    message: 'participant "{participant}" holds no grant for {what}',
+    http: 403,
+    grpc: GrpcStatus.PERMISSION_DENIED,
+  },
+  TOKEN_CERT_MISMATCH: {
+    message: 'token rejected: it is bound to another certificate (cnf.x5t#S256)',
+    http: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+  },
+  AUDIT_EXPORT_INVALID: {
+    message: 'audit export {path} line {line}: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  AUDIT_KEY_INVALID: {
+    message: 'audit key {path} is not an ES256 public key (JWK, JWK Set or PEM): {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+
+  // Transport: encodings, chunk limits, deprecation and rollback (issue 4)
+  TENSOR_NOT_ENCODABLE: {
+    message: 'tensor {name} cannot be encoded as {dtype}: {detail}',
+    http: 422,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  CHUNK_SIZE_INVALID: {
+    message:
+      'chunk size {chunkBytes} bytes is outside 1 to {limit} bytes (the gRPC message limit less framing)',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  VERSION_DEPRECATED: {
+    message: 'knowledge version "{id}" is deprecated and cannot be made current',
+    http: 409,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+  },
+  ROLLBACK_INVALID: {
+    message: 'cannot roll stream "{stream}" back to version "{id}": {detail}',
+    http: 409,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+  },
+
+  // Privacy: release policies, differential privacy, budget ledger, query mode (issue 6)
+  PRIVACY_POLICY_INVALID: {
+    message: 'invalid release policy: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  PRIVACY_TARGET_UNREACHABLE: {
+    message:
+      'privacy target epsilon {target} cannot be met: what is already spent is epsilon {spent}',
+    http: 409,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+  },
+  PRIVACY_BUDGET_EXHAUSTED: {
+    message:
+      'privacy budget of {participant} exhausted: this release needs epsilon {needed} at delta {delta}, {remaining} of {budget} remains',
+    http: 429,
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED,
+  },
+  PRIVACY_ROW_CAP_EXCEEDED: {
+    message:
+      '{participant} may receive {cap} rows per {period}; {used} were released already and this call asks for {asked}',
+    http: 429,
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED,
+  },
+  PRIVACY_QUERY_NOT_ALLOWED: {
+    message: 'participant "{participant}" holds no grant with query mode on stream "{stream}"',
+    http: 403,
+    grpc: GrpcStatus.PERMISSION_DENIED,
+  },
+
   // Catch-all for faults that are not the caller's
   INTERNAL: { message: 'internal error', http: 500, grpc: GrpcStatus.INTERNAL },
 } as const satisfies Record<string, ErrorSpec>;

@@ -1,8 +1,7 @@
 import { credentials, status as GrpcStatus } from '@grpc/grpc-js';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
 import { hasCode } from '../../services/shared/errors.js';
@@ -14,6 +13,7 @@ import {
 } from '../../services/shared/pki/index.js';
 import { packTensors } from '../../services/shared/knowledge/tensor-pack.js';
 import {
+  MANIFEST_FORMAT,
   serialiseManifest,
   versionIdOf,
   type KnowledgeManifest,
@@ -23,6 +23,7 @@ import { CHANNEL_OPTIONS } from '../../services/shared/transport/limits.js';
 import { openRegistry, type Registry } from '../../services/registry/database.js';
 import { queryAccessLog } from '../../services/registry/access-log.js';
 import { enrolParticipant } from '../../services/registry/participants.js';
+import { ensureDefaultGrant } from '../../services/registry/grants.js';
 import { ensureStream, publishVersion } from '../../services/registry/knowledge.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
@@ -75,7 +76,7 @@ function buildVersion(
     chunkBytes,
   );
   const manifest: KnowledgeManifest = {
-    format: 'distillery.knowledge/1',
+    format: MANIFEST_FORMAT,
     stream,
     parentId,
     createdAt: new Date().toISOString(),
@@ -143,6 +144,9 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
     await enrolParticipant(registry.prisma, { id: 'bank-a' });
     await enrolParticipant(registry.prisma, { id: 'bank-b' });
     await ensureStream(registry.prisma, 'default');
+    for (const id of ['bank-a', 'bank-b']) {
+      await ensureDefaultGrant(registry.prisma, id, 'default', { actor: 'test' });
+    }
     announcer = new Announcer();
     server = await startKnowledgeServer({
       registry,
@@ -235,27 +239,31 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
 
   it('resumes an interrupted download after the last verified chunk, byte for byte', async () => {
     const store = new LocalStore(join(dir, 'bank-b-resume'));
-    const versionDir = store.versionDir(v1.id);
     const whole = Buffer.concat(v1.packed.chunks.map((c) => c.data));
-    const held = 2 * v1.manifest.chunkBytes;
-    // Two good chunks and half of a third, as a crash mid-write leaves them.
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(versionDir, { recursive: true });
-    await writeFile(join(versionDir, 'blob.part'), whole.subarray(0, held + 1000));
+    // Two verified chunks held, and a third cut short, as a crash mid-write leaves it.
+    const [c0, c1, c2] = v1.packed.chunks;
+    await store.writeChunk(c0!.sha256, c0!.data);
+    await store.writeChunk(c1!.sha256, c1!.data);
+    await mkdir(dirname(store.chunkPath(c2!.sha256)), { recursive: true });
+    await writeFile(store.chunkPath(c2!.sha256), c2!.data.subarray(0, 1000));
 
     const client = await clientFor('bank-b');
     const downloaded = await downloadVersion(client, store, v1.id, logger);
     client.close();
-    expect(downloaded.resumedFromChunk).toBe(2);
-    expect(downloaded.bytesReceived).toBe(whole.byteLength - held);
+    // The short third chunk passed for held, failed verification and was fetched again.
+    expect(downloaded.chunksHeld).toBe(3);
+    expect(downloaded.bytesReceived).toBe(
+      whole.byteLength - c0!.data.byteLength - c1!.data.byteLength,
+    );
     expect(Buffer.from(downloaded.blob).equals(whole)).toBe(true);
   });
 
-  it('rejects a chunk whose bytes do not match the manifest and keeps no corrupt version', async () => {
+  it('rejects a chunk whose bytes do not match the manifest and keeps no corrupt chunk', async () => {
     const bad = buildVersion('default', null, 3000, 8 * 1024, 7);
     await publish(bad);
     await registry.prisma.$executeRawUnsafe(
-      `UPDATE "chunk" SET "data" = decode('00ff00ff', 'hex') WHERE "version_id" = $1 AND "index" = 1`,
+      `UPDATE "chunk_blob" SET "data" = decode('00ff00ff', 'hex')
+       WHERE "sha256" = (SELECT "sha256" FROM "version_chunk" WHERE "version_id" = $1 AND "index" = 1)`,
       bad.id,
     );
     const store = new LocalStore(join(dir, 'bank-a-bad'));
@@ -263,7 +271,8 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
     const error = await downloadVersion(client, store, bad.id, logger).catch((e: unknown) => e);
     client.close();
     expect(hasCode(error, 'CHUNK_HASH_MISMATCH')).toBe(true);
-    expect(existsSync(join(store.versionDir(bad.id), 'blob.bin'))).toBe(false);
+    expect(store.hasChunk(bad.manifest.chunks[1]!)).toBe(false);
+    expect(store.hasChunk(bad.manifest.chunks[0]!)).toBe(true);
   });
 
   it('answers NOT_FOUND naming an unknown version, and INVALID_ARGUMENT for a malformed id', async () => {

@@ -12,6 +12,20 @@ import {
   readChunk,
   type PublishVersionInput,
 } from '../../services/registry/knowledge.js';
+import {
+  currentVersionId,
+  deprecateVersion,
+  listStreamEvents,
+  rollbackStream,
+} from '../../services/registry/stream-events.js';
+import { queryAccessLog } from '../../services/registry/access-log.js';
+import { applyMigrations, MIGRATIONS_DIR } from '../../services/registry/migrate.js';
+import { PrismaClient } from '../../services/generated/prisma/client.js';
+import { PGlite } from '@electric-sql/pglite';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sha256Hex } from '../../services/shared/digest.js';
 import { hasCode } from '../../services/shared/errors.js';
 import { registryTargets, type TestRegistry } from '../helpers/database.js';
@@ -190,7 +204,7 @@ describe.each(registryTargets())('knowledge versions ($name)', (target) => {
       expect(hasCode(err, code as 'REQUEST_INVALID'), what).toBe(true);
     }
     expect(await listVersions(db.prisma, 'strict')).toEqual([]);
-    const orphans = await db.prisma.chunk.count({ where: { versionId: good.id } });
+    const orphans = await db.prisma.versionChunk.count({ where: { versionId: good.id } });
     expect(orphans).toBe(0);
   });
 
@@ -199,5 +213,146 @@ describe.each(registryTargets())('knowledge versions ($name)', (target) => {
     const versions = Array.from({ length: 6 }, () => makeVersion('race', null, 2, 100));
     const stored = await Promise.all(versions.map((v) => publishVersion(db.prisma, v)));
     expect(stored.map((s) => s.sequence).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('stores chunk bytes once: a later version sharing chunks only references them', async () => {
+    await ensureStream(db.prisma, 'shared');
+    const v1 = makeVersion('shared', null, 3, 2000);
+    const fresh = new Uint8Array(randomBytes(2000));
+    const chunks = [
+      v1.chunks[0]!,
+      { index: 1, sha256: sha256Hex(fresh), data: fresh },
+      { ...v1.chunks[2]!, index: 2 },
+    ];
+    const manifestJson = JSON.stringify({ parent: v1.id, chunks: chunks.map((c) => c.sha256) });
+    const v2: PublishVersionInput = {
+      stream: 'shared',
+      id: sha256Hex(manifestJson),
+      manifestJson,
+      rootHash: sha256Hex(chunks.map((c) => c.sha256).join('')),
+      parentId: v1.id,
+      chunks,
+    };
+    expect((await publishVersion(db.prisma, v1)).newChunks).toBe(3);
+    expect((await publishVersion(db.prisma, v2)).newChunks).toBe(1);
+    const blobs = await db.prisma.chunkBlob.count({
+      where: { sha256: { in: [...v1.chunks, ...chunks].map((c) => c.sha256) } },
+    });
+    expect(blobs).toBe(4);
+    for (const chunk of chunks) {
+      const read = await readChunk(db.prisma, v2.id, chunk.index);
+      expect(Buffer.from(read.data).equals(Buffer.from(chunk.data))).toBe(true);
+    }
+  });
+
+  it('records published, deprecated and rolled-back events in order, each naming the current version', async () => {
+    await ensureStream(db.prisma, 'events');
+    const v1 = makeVersion('events', null);
+    const v2 = makeVersion('events', v1.id);
+    const v3 = makeVersion('events', v2.id);
+    for (const v of [v1, v2, v3]) await publishVersion(db.prisma, v);
+    expect(await currentVersionId(db.prisma, 'events')).toBe(v3.id);
+
+    // Deprecating the current version falls back to the latest earlier one.
+    await deprecateVersion(db.prisma, { versionId: v3.id, actor: 'ops', reason: 'bad labels' });
+    expect(await currentVersionId(db.prisma, 'events')).toBe(v2.id);
+    await rollbackStream(db.prisma, { stream: 'events', versionId: v1.id, actor: 'ops' });
+    expect(await currentVersionId(db.prisma, 'events')).toBe(v1.id);
+
+    const events = await listStreamEvents(db.prisma, 'events', 0);
+    expect(events.map((e) => [e.sequence, e.kind, e.versionId, e.currentVersionId])).toEqual([
+      [1, 'published', v1.id, v1.id],
+      [2, 'published', v2.id, v2.id],
+      [3, 'published', v3.id, v3.id],
+      [4, 'deprecated', v3.id, v2.id],
+      [5, 'rolled_back', v1.id, v1.id],
+    ]);
+    expect(events[3]!.reason).toBe('bad labels');
+    expect((await listStreamEvents(db.prisma, 'events', 3)).map((e) => e.sequence)).toEqual([4, 5]);
+    expect((await getVersion(db.prisma, v3.id)).status).toBe('deprecated');
+
+    const logged = await queryAccessLog(db.prisma, { actor: 'ops' });
+    expect(logged.entries.map((e) => e.action)).toEqual(['version.deprecate', 'stream.rollback']);
+  });
+
+  it('refuses to make a deprecated version current, or to roll "back" to a later one', async () => {
+    await ensureStream(db.prisma, 'refuse');
+    const v1 = makeVersion('refuse', null);
+    const v2 = makeVersion('refuse', v1.id);
+    await publishVersion(db.prisma, v1);
+    await publishVersion(db.prisma, v2);
+    await deprecateVersion(db.prisma, { versionId: v1.id, actor: 'ops' });
+    const deprecated = await errorOf(
+      rollbackStream(db.prisma, { stream: 'refuse', versionId: v1.id, actor: 'ops' }),
+    );
+    expect(hasCode(deprecated, 'VERSION_DEPRECATED')).toBe(true);
+    const twice = await errorOf(deprecateVersion(db.prisma, { versionId: v1.id, actor: 'ops' }));
+    expect(hasCode(twice, 'VERSION_DEPRECATED')).toBe(true);
+    const forward = await errorOf(
+      rollbackStream(db.prisma, { stream: 'refuse', versionId: v2.id, actor: 'ops' }),
+    );
+    expect(hasCode(forward, 'ROLLBACK_INVALID')).toBe(true);
+    const elsewhere = makeVersion('alpha', null);
+    await publishVersion(db.prisma, { ...elsewhere, stream: 'alpha' });
+    const otherStream = await errorOf(
+      rollbackStream(db.prisma, { stream: 'refuse', versionId: elsewhere.id, actor: 'ops' }),
+    );
+    expect(hasCode(otherStream, 'ROLLBACK_INVALID')).toBe(true);
+    expect(await listStreamEvents(db.prisma, 'refuse', 0)).toHaveLength(3);
+  });
+});
+
+describe('the transport migration', () => {
+  it('moves chunks of versions published before it into content-addressed storage, and makes their events', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'distillery-migration-'));
+    const pglite = new PGlite();
+    const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+    try {
+      const all = (await readdir(MIGRATIONS_DIR)).filter((name) => /^\d{14}_/.test(name)).sort();
+      const before = all.filter((name) => name < '20261203200100_transport');
+      for (const name of before)
+        await cp(join(MIGRATIONS_DIR, name), join(dir, name), { recursive: true });
+      await applyMigrations(prisma, { migrationsDir: dir });
+
+      const same = Buffer.from('the same bytes');
+      const other = Buffer.from('other bytes');
+      await prisma.$executeRawUnsafe(`INSERT INTO "knowledge_stream" ("name") VALUES ('old')`);
+      for (const [sequence, id] of [
+        [1, 'a'.repeat(64)],
+        [2, 'b'.repeat(64)],
+      ] as const) {
+        await prisma.$executeRawUnsafe(
+          `INSERT INTO "knowledge_version" ("id", "stream_name", "sequence", "manifest_json", "root_hash", "chunk_count", "total_bytes")
+           VALUES ($1, 'old', $2, '{}', 'r', 2, 25)`,
+          id,
+          sequence,
+        );
+        await prisma.$executeRawUnsafe(
+          `INSERT INTO "chunk" ("version_id", "index", "sha256", "size", "data") VALUES ($1, 0, $2, $3, $4), ($1, 1, $5, $6, $7)`,
+          id,
+          sha256Hex(same),
+          same.byteLength,
+          same,
+          sha256Hex(other),
+          other.byteLength,
+          other,
+        );
+      }
+
+      await applyMigrations(prisma);
+      expect(await prisma.chunkBlob.count()).toBe(2);
+      expect(await prisma.versionChunk.count()).toBe(4);
+      const read = await readChunk(prisma, 'b'.repeat(64), 1);
+      expect(read.data.equals(other)).toBe(true);
+      const events = await listStreamEvents(prisma, 'old', 0);
+      expect(events.map((e) => [e.sequence, e.kind, e.versionId])).toEqual([
+        [1, 'published', 'a'.repeat(64)],
+        [2, 'published', 'b'.repeat(64)],
+      ]);
+    } finally {
+      await prisma.$disconnect();
+      await pglite.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -87,6 +87,116 @@ describe('trainStudent with a teacher', () => {
   });
 });
 
+describe('trainStudent streaming batches', () => {
+  // Engine memory sampled during training, from the progress listener, for a transfer set
+  // of `rows` rows: the rows stay in JavaScript and reach the engine one batch at a time.
+  async function peakMemory(rows: number) {
+    const { tf } = engine;
+    const big = syntheticTask(rows, 6, 30);
+    const logits = Float32Array.from({ length: rows * 2 }, (_, k) =>
+      k % 2 === 1 ? big.trueLogit[k >> 1] : 0,
+    );
+    let peak = { numTensors: 0, numBytes: 0 };
+    let samples = 0;
+    const result = await trainStudent(engine, {
+      ...base,
+      teacher: { ...teacher, x: big.x, logits },
+      epochs: 1,
+      onProgress: () => {
+        const m = tf.memory();
+        samples++;
+        peak = {
+          numTensors: Math.max(peak.numTensors, m.numTensors),
+          numBytes: Math.max(peak.numBytes, m.numBytes),
+        };
+      },
+    });
+    result.model.dispose();
+    return { ...peak, samples };
+  }
+
+  it('holds the same tensors and bytes in the engine for 1,000 and for 20,000 transfer rows', async () => {
+    const small = await peakMemory(1_000);
+    const large = await peakMemory(20_000);
+    expect(small.samples).toBeGreaterThan(0);
+    expect(large.samples).toBeGreaterThan(0);
+    expect(large.numTensors).toBe(small.numTensors);
+    expect(large.numBytes).toBe(small.numBytes);
+  });
+});
+
+describe('trainStudent options', () => {
+  it('distils with a hint from teacher activations, as good as without', async () => {
+    // A teacher "layer" that knows the true logit and the inputs it depends on.
+    const width = 3;
+    const values = new Float32Array(2000 * width);
+    for (let i = 0; i < 2000; i++) {
+      values[i * width] = Math.max(0, transfer.trueLogit[i]);
+      values[i * width + 1] = Math.max(0, -transfer.trueLogit[i]);
+      values[i * width + 2] = Math.max(0, transfer.x[i * 6]);
+    }
+    const result = await trainStudent(engine, {
+      ...base,
+      teacher: { ...teacher, hint: { values, width, weight: 0.5 } },
+    });
+    expect(testAuc(result.model)).toBeGreaterThan(0.84);
+    result.model.dispose();
+  });
+
+  it('fine-tunes from a given model: it starts from its weights and leaves it unchanged', async () => {
+    const start = await trainStudent(engine, { ...base, teacher, epochs: 2 });
+    const before = start.model.getWeights().map((w) => Array.from(w.dataSync()));
+    const tuned = await trainStudent(engine, {
+      ...base,
+      hidden: [99],
+      init: start.model,
+      epochs: 1,
+    });
+    expect(tuned.model.countParams()).toBe(start.model.countParams());
+    expect(start.model.getWeights().map((w) => Array.from(w.dataSync()))).toEqual(before);
+    // One epoch over 60 own rows is one Adam step of size ~lr: close to the start, not equal.
+    const a = tuned.model.getWeights()[0].dataSync();
+    const b = start.model.getWeights()[0].dataSync();
+    let largest = 0;
+    for (let i = 0; i < a.length; i++) largest = Math.max(largest, Math.abs(a[i] - b[i]));
+    expect(largest).toBeGreaterThan(0);
+    expect(largest).toBeLessThan(0.01);
+    start.model.dispose();
+    tuned.model.dispose();
+  });
+
+  it('reports progress per epoch with loss, validation AUC and samples per second', async () => {
+    const validation = syntheticTask(300, 6, 25);
+    const epochs: { epoch: number; loss: number; valAuc?: number; samplesPerSecond: number }[] = [];
+    const result = await trainStudent(engine, {
+      ...base,
+      teacher,
+      epochs: 3,
+      validation: { x: validation.x, y: validation.y },
+      onProgress: (p) => {
+        if (p.phase === 'epoch') epochs.push(p);
+      },
+    });
+    expect(epochs.map((e) => e.epoch)).toEqual([1, 2, 3]);
+    epochs.forEach((e, i) => {
+      expect(e.loss).toBeCloseTo(result.history[i].loss, 6);
+      expect(e.valAuc).toBe(result.history[i].valAuc);
+      expect(e.samplesPerSecond).toBeGreaterThan(0);
+    });
+    expect(result.samplesPerSecond).toBeGreaterThan(0);
+    result.model.dispose();
+  });
+
+  it('distils with the reverse KL divergence too', async () => {
+    const result = await trainStudent(engine, {
+      ...base,
+      teacher: { ...teacher, divergence: 'reverse' },
+    });
+    expect(testAuc(result.model)).toBeGreaterThan(0.84);
+    result.model.dispose();
+  });
+});
+
 describe('trainStudent with validation rows', () => {
   it('records validation AUC per epoch and restores the best epoch with patience', async () => {
     const validation = syntheticTask(300, 6, 24);

@@ -4,8 +4,10 @@ import { loadEngine, type Engine } from '../../services/shared/ml/engine.js';
 import {
   crossEntropy,
   distillationLoss,
+  hintLoss,
   kdLoss,
   logSoftmaxT,
+  reverseKdLoss,
   softTargets,
 } from '../../services/shared/ml/kd-loss.js';
 
@@ -222,5 +224,119 @@ describe('distillationLoss', () => {
 
   it('rejects alpha outside [0, 1]', () => {
     expect(() => compute(1.5, 4)).toThrow(/alpha/);
+  });
+});
+
+describe('reverseKdLoss', () => {
+  it('at T = 3 equals 9 × the batch mean of KL(student_T ‖ teacher_T)', () => {
+    const { tf } = engine;
+    const teacher = [
+      [2, -1],
+      [0.5, 1.5],
+    ];
+    const student = [
+      [-1, 1],
+      [0, 0.2],
+    ];
+    const value = reverseKdLoss(tf, tf.tensor2d(student), tf.tensor2d(teacher), 3).dataSync()[0];
+    const expected =
+      (9 *
+        (kl(softmax(student[0], 3), softmax(teacher[0], 3)) +
+          kl(softmax(student[1], 3), softmax(teacher[1], 3)))) /
+      2;
+    expect(expected).toBeGreaterThan(0.05);
+    expect(value).toBeCloseTo(expected, DIGITS);
+    // Not the forward divergence: KL is asymmetric.
+    const forward = kdLoss(tf, tf.tensor2d(student), tf.tensor2d(teacher), 3).dataSync()[0];
+    expect(Math.abs(forward - value)).toBeGreaterThan(1e-3);
+  });
+
+  it('stays finite for opposed confident logits [-80, 80] against [80, -80]: about 160', () => {
+    const { tf } = engine;
+    const value = reverseKdLoss(tf, tf.tensor2d([[-80, 80]]), tf.tensor2d([[80, -80]]), 1);
+    expect(value.dataSync()[0]).toBeCloseTo(160, 3);
+  });
+
+  it('is what distillationLoss uses with divergence "reverse"', () => {
+    const { tf } = engine;
+    const s = tf.tensor2d([[0.4, -0.2]]);
+    const t = tf.tensor2d([[1.5, -1]]);
+    const mixed = distillationLoss(tf, {
+      studentTransferLogits: s,
+      teacherTransferLogits: t,
+      studentOwnLogits: tf.tensor2d([[0, 1]]),
+      ownLabels: tf.tensor1d([1], 'int32'),
+      T: 2,
+      alpha: 1,
+      divergence: 'reverse',
+    });
+    expect(mixed.dataSync()[0]).toBeCloseTo(
+      4 * kl(softmax([0.4, -0.2], 2), softmax([1.5, -1], 2)),
+      DIGITS,
+    );
+  });
+});
+
+describe('hintLoss', () => {
+  // Student layer of width 2, teacher layer of width 3, batch of 2.
+  const hs = [
+    [0.5, -1],
+    [2, 0.25],
+  ];
+  const ht = [
+    [1, 0, -1],
+    [0.5, 2, 0],
+  ];
+  const W = [
+    [0.1, -0.4, 0.3],
+    [0.7, 0.2, -0.5],
+  ];
+  const b = [0.05, -0.1, 0.2];
+  function reference(): number {
+    let sum = 0;
+    for (let i = 0; i < 2; i++) {
+      for (let j = 0; j < 3; j++) {
+        const mapped = hs[i][0] * W[0][j] + hs[i][1] * W[1][j] + b[j];
+        sum += (mapped - ht[i][j]) ** 2;
+      }
+    }
+    return sum / 6;
+  }
+
+  it('is the mean squared error between the projected student layer and the teacher layer', () => {
+    const { tf } = engine;
+    const value = hintLoss(tf, tf.tensor2d(hs), tf.tensor2d(ht), {
+      kernel: tf.tensor2d(W),
+      bias: tf.tensor1d(b),
+    });
+    expect(value.dataSync()[0]).toBeCloseTo(reference(), DIGITS);
+  });
+
+  it('has gradient 2·(h_s·W + b − h_t)·Wᵀ / (batch · width) with respect to the student layer', () => {
+    const { tf } = engine;
+    const grad = tf.grad((s) =>
+      hintLoss(tf, s, tf.tensor2d(ht), { kernel: tf.tensor2d(W), bias: tf.tensor1d(b) }),
+    );
+    const g = grad(tf.tensor2d(hs)).arraySync() as number[][];
+    for (let i = 0; i < 2; i++) {
+      for (let k = 0; k < 2; k++) {
+        let expected = 0;
+        for (let j = 0; j < 3; j++) {
+          const residual = hs[i][0] * W[0][j] + hs[i][1] * W[1][j] + b[j] - ht[i][j];
+          expected += (2 * residual * W[k][j]) / 6;
+        }
+        expect(g[i][k]).toBeCloseTo(expected, DIGITS);
+      }
+    }
+  });
+
+  it('rejects activations whose widths do not fit the projection', () => {
+    const { tf } = engine;
+    expect(() =>
+      hintLoss(tf, tf.tensor2d(hs), tf.tensor2d([[1, 2]]), {
+        kernel: tf.tensor2d(W),
+        bias: tf.tensor1d(b),
+      }),
+    ).toThrow(/hint loss activations/);
   });
 });

@@ -1,52 +1,12 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { fail } from '../../shared/errors.js';
-import { pkiLayout } from '../../shared/pki/index.js';
 import type { AccessLogRecord } from '../../registry/access-log.js';
-import { readRequiredFile } from '../../shared/config-file.js';
-import { callHubApi, expectOk } from '../https-client.js';
-import { envOption, integerAtLeast } from '../options.js';
-
-interface ConnectionFlags {
-  hubUrl: string;
-  caCert?: string;
-  pkiDir: string;
-  token?: string;
-  tokenFile?: string;
-}
-
-function withConnection(command: Command): Command {
-  return command
-    .addOption(
-      envOption('--hub-url <url>', "base URL of the hub's HTTPS API", 'DISTILLERY_HUB_URL').default(
-        'https://127.0.0.1:8443',
-      ),
-    )
-    .addOption(
-      envOption('--pki-dir <dir>', 'directory with ca.crt', 'DISTILLERY_PKI_DIR').default('pki'),
-    )
-    .addOption(
-      envOption(
-        '--ca-cert <file>',
-        'CA that signed the hub certificate (default <pki-dir>/ca.crt)',
-        'DISTILLERY_CA_CERT',
-      ),
-    )
-    .addOption(envOption('--token <jwt>', 'auditor token', 'DISTILLERY_TOKEN'))
-    .addOption(
-      envOption('--token-file <file>', 'file holding the auditor token', 'DISTILLERY_TOKEN_FILE'),
-    );
-}
-
-async function connection(flags: ConnectionFlags) {
-  const caPath = flags.caCert ?? pkiLayout(resolve(flags.pkiDir)).caCert;
-  const caPem = await readRequiredFile(caPath, 'CA certificate');
-  const token =
-    flags.token ??
-    (flags.tokenFile ? (await readRequiredFile(flags.tokenFile, 'token file')).trim() : undefined);
-  if (!token) throw fail('TOKEN_MISSING');
-  return { baseUrl: flags.hubUrl, caPem, token };
-}
+import { callHubApi, callHubApiText, expectOk } from '../https-client.js';
+import { verifyExportFile } from './audit-verify-file.js';
+import { writeFile } from 'node:fs/promises';
+import { integerAtLeast } from '../options.js';
+import { connection, withConnection, type ConnectionFlags } from './hub-connection.js';
 
 /** `distillery audit`: what an auditor runs against the hub's access log. */
 export function auditCommand(): Command {
@@ -54,7 +14,7 @@ export function auditCommand(): Command {
     "query and verify the hub's access log with an auditor token",
   );
 
-  withConnection(audit.command('log'))
+  withConnection(audit.command('log'), 'auditor')
     .description('list access log entries, oldest first')
     .option('--actor <id>', 'only entries of this actor (participant id, token subject)')
     .option(
@@ -118,11 +78,23 @@ export function auditCommand(): Command {
       },
     );
 
-  withConnection(audit.command('verify'))
+  withConnection(audit.command('verify'), 'auditor')
     .description(
-      "ask the hub to recompute the access log's hash chain and report where it first breaks",
+      'verify the access log: offline, an NDJSON export FILE against the hub audit key (--key); ' +
+        'without FILE, ask the hub to recompute its chain',
     )
-    .action(async (flags: ConnectionFlags) => {
+    .argument('[file]', 'NDJSON export written by `distillery audit export`')
+    .option('--key <file>', "the hub's audit key: JWK, JWK Set (GET /v1/audit/keys) or PEM")
+    .action(async (file: string | undefined, flags: ConnectionFlags & { key?: string }) => {
+      if (file) {
+        if (!flags.key) {
+          throw new InvalidArgumentError('--key is required to verify an export offline');
+        }
+        const report = await verifyExportFile(file, flags.key);
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        if (!report.ok) process.exitCode = 2;
+        return;
+      }
       const conn = await connection(flags);
       const report = expectOk(
         await callHubApi<{ ok: boolean }>({ ...conn, method: 'GET', path: '/v1/audit/verify' }),
@@ -130,6 +102,51 @@ export function auditCommand(): Command {
       );
       process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       if (!report.ok) process.exitCode = 2;
+    });
+
+  withConnection(audit.command('export'), 'auditor')
+    .description(
+      'download the whole access log as NDJSON, with the signed chain heads, for offline verification',
+    )
+    .requiredOption('--out <file>', 'where to write the export')
+    .option('--no-sign', 'do not ask the hub to sign its current head first')
+    .action(async (flags: ConnectionFlags & { out: string; sign: boolean }) => {
+      const conn = await connection(flags);
+      const response = await callHubApiText({
+        ...conn,
+        method: 'GET',
+        path: `/v1/audit/export${flags.sign ? '' : '?sign=false'}`,
+      });
+      if (response.status !== 200) {
+        throw new Error(`audit export failed with HTTP ${response.status}: ${response.text.slice(0, 300)}`);
+      }
+      await writeFile(flags.out, response.text);
+      const entries = response.text.split('\n').filter((l) => l.includes('"type":"entry"')).length;
+      process.stdout.write(`${entries} entries written to ${flags.out}\n`);
+    });
+
+  withConnection(audit.command('key'), 'auditor')
+    .description("fetch the hub's public audit key (a JWK Set) to verify exports with")
+    .requiredOption('--out <file>', 'where to write the JWK Set')
+    .action(async (flags: ConnectionFlags) => {
+      const conn = await connection({ ...flags, token: flags.token ?? 'none' });
+      const jwks = expectOk(
+        await callHubApi<{ keys: unknown[] }>({ ...conn, method: 'GET', path: '/v1/audit/keys' }),
+        'audit key',
+      );
+      await writeFile((flags as ConnectionFlags & { out: string }).out, `${JSON.stringify(jwks, null, 2)}\n`);
+      process.stdout.write(`audit key written to ${(flags as ConnectionFlags & { out: string }).out}\n`);
+    });
+
+  withConnection(audit.command('checkpoint'), 'auditor')
+    .description('ask the hub to sign its current chain head now')
+    .action(async (flags: ConnectionFlags) => {
+      const conn = await connection(flags);
+      const body = expectOk(
+        await callHubApi({ ...conn, method: 'POST', path: '/v1/audit/checkpoints', body: {} }),
+        'chain head signature',
+      );
+      process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     });
 
   return audit;

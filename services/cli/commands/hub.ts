@@ -43,6 +43,11 @@ interface HubFlags {
   stream: string;
   epochs: number;
   temperature: number;
+  encoding: 'float32' | 'float16' | 'int8';
+  hubStudent?: number[];
+  certificateAdmission: 'first-use' | 'registered';
+  caKey?: string;
+  checkpointInterval: number;
 }
 
 /** `distillery hub`: runs the teacher owner's hub. */
@@ -162,6 +167,15 @@ export function hubCommand(): Command {
       )
         .default(4)
         .argParser(numberBetween(0.05, 100)),
+    )
+    .addOption(
+      envOption(
+        '--encoding <dtype>',
+        'encoding of published teacher states: float32, float16 (half the bytes) or int8 (a quarter, per-tensor scale)',
+        'DISTILLERY_ENCODING',
+      )
+        .choices(['float32', 'float16', 'int8'])
+        .default('float32'),
     );
   addDatasetOption(command);
   addSeedOption(command, 'seed of the teacher initialisation and validation split');
@@ -173,9 +187,43 @@ export function hubCommand(): Command {
     command,
     "labelled test rows for the teacher's test AUC (default <data-dir>/test.csv, if present)",
   );
+  command
+    .addOption(
+      envOption(
+        '--certificate-admission <mode>',
+        'client certificates of enrolled participants the hub has not recorded: first-use records a CA-verified one on its first call; registered refuses it until an operator registers it',
+        'DISTILLERY_CERTIFICATE_ADMISSION',
+      )
+        .choices(['first-use', 'registered'])
+        .default('first-use'),
+    )
+    .addOption(
+      envOption(
+        '--ca-key <file>',
+        'CA private key; with it, operators approve enrolment requests over the HTTP API',
+        'DISTILLERY_CA_KEY',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--checkpoint-interval <seconds>',
+        'how often the hub signs the access log head (also on request)',
+        'DISTILLERY_CHECKPOINT_INTERVAL',
+      )
+        .default(60)
+        .argParser(integerAtLeast(1)),
+    );
+  command.addOption(
+    envOption(
+      '--hub-student <widths>',
+      'also distil a student of these hidden widths on the hub (e.g. 16) and ship it in every version as artefacts student/model.json + student/weights.bin',
+      'DISTILLERY_HUB_STUDENT',
+    ).argParser(parseWidths),
+  );
   return command.action(async (flags: HubFlags) => {
     // Loaded here, not at the top, so that `--help` does not start the training engine.
     const { startHub } = await import('../../hub/hub.js');
+    const { createHubStudentHook } = await import('../../hub/hub-student.js');
     const { latestVersion } = await import('../../registry/knowledge.js');
     const logger = createLogger({ service: 'hub' });
     const dataDir = resolve(flags.dataDir);
@@ -203,6 +251,10 @@ export function hubCommand(): Command {
       },
       enrol: flags.enrol,
       streams: [flags.stream],
+      encoding: flags.encoding,
+      ...(flags.hubStudent
+        ? { artefacts: createHubStudentHook({ hidden: flags.hubStudent, seed: flags.seed }) }
+        : {}),
       teacher: {
         hidden: flags.teacherHidden,
         dropout: 0.3,
@@ -210,6 +262,11 @@ export function hubCommand(): Command {
         learningRate: 1e-3,
         patience: 8,
         seed: flags.seed,
+      },
+      trust: {
+        admission: flags.certificateAdmission,
+        checkpointIntervalSeconds: flags.checkpointInterval,
+        ...(flags.caKey ? { caKey: flags.caKey } : {}),
       },
       logger,
     });

@@ -11,6 +11,15 @@ import {
   addTlsFileOptions,
 } from '../shared-options.js';
 import { envOption, integerAtLeast, numberBetween, parseAddress } from '../options.js';
+import { InvalidArgumentError } from 'commander';
+
+/** A knowledge version id: 64 lowercase hex digits. */
+function parseVersionId(value: string): string {
+  if (!/^[0-9a-f]{64}$/.test(value)) {
+    throw new InvalidArgumentError('a version id is 64 lowercase hex digits');
+  }
+  return value;
+}
 
 interface ParticipantFlags {
   id: string;
@@ -33,6 +42,7 @@ interface ParticipantFlags {
   learningRate: number;
   seed: number;
   exitAfter?: number;
+  pin?: string;
 }
 
 /** `distillery participant`: runs a partner bank's node. */
@@ -107,6 +117,13 @@ export function participantCommand(): Command {
         'stop after distilling this many versions',
         'DISTILLERY_EXIT_AFTER',
       ).argParser(integerAtLeast(1)),
+    )
+    .addOption(
+      envOption(
+        '--pin <version-id>',
+        'keep using this knowledge version: newer announcements, deprecations and rollbacks are recorded in <data-dir>/events.jsonl but not acted on',
+        'DISTILLERY_PIN',
+      ).argParser(parseVersionId),
     );
   addDatasetOption(command);
   addStudentHiddenOption(command);
@@ -147,6 +164,7 @@ export function participantCommand(): Command {
         seed: flags.seed,
       },
       ...(flags.exitAfter ? { exitAfter: flags.exitAfter } : {}),
+      ...(flags.pin ? { pin: flags.pin } : {}),
       logger,
       onResult: (result) => {
         process.stdout.write(`${JSON.stringify({ type: 'student', ...result })}\n`);

@@ -10,6 +10,19 @@ import {
 import { issueAccessToken, isRole } from '../../shared/tokens/index.js';
 import { envOption, integerAtLeast, parseList } from '../options.js';
 import { InvalidArgumentError } from 'commander';
+import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import {
+  createCertificateSigningRequest,
+  ensurePrivateDirectory,
+  signCertificateSigningRequest,
+  writePrivateFile,
+  writePublicFile,
+} from '../../shared/pki/index.js';
+import { readRequiredFile } from '../../shared/config-file.js';
+import { callHubApi, expectOk } from '../https-client.js';
+import { connection, withConnection, type ConnectionFlags } from './hub-connection.js';
 
 /** `distillery pki`: the consortium's certificates and token keys. */
 export function pkiCommand(): Command {
@@ -155,6 +168,140 @@ export function pkiCommand(): Command {
         process.stdout.write(`${token}\n`);
       },
     );
+
+  pki
+    .command('request')
+    .description(
+      "on a participant's machine: make its own key and a certificate signing request; the key never leaves",
+    )
+    .requiredOption('--identity <id>', 'identity to ask for, e.g. bank-c')
+    .option('--out <dir>', 'where to write <id>.key (mode 0600) and <id>.csr', '.')
+    .action(async (flags: { identity: string; out: string }) => {
+      const { csrPem, keyPem } = await createCertificateSigningRequest({ identity: flags.identity });
+      const dir = resolve(flags.out);
+      await ensurePrivateDirectory(dir);
+      const keyPath = join(dir, `${flags.identity}.key`);
+      const csrPath = join(dir, `${flags.identity}.csr`);
+      await writePrivateFile(keyPath, keyPem);
+      await writePublicFile(csrPath, csrPem);
+      process.stdout.write(`${keyPath}\n${csrPath}\nsend ${csrPath} to the hub operator\n`);
+    });
+
+  pki
+    .command('approve')
+    .description(
+      'sign a certificate signing request with the CA in --dir, offline; register the result with `pki register` or upload it with `pki approve-request --cert`',
+    )
+    .addOption(
+      envOption('--dir <dir>', 'the PKI directory (holds ca.key)', 'DISTILLERY_PKI_DIR').default(
+        'pki',
+      ),
+    )
+    .requiredOption('--csr <file>', 'the request, as `pki request` wrote it')
+    .option('--out <file>', 'where to write the certificate (default: the request with .crt)')
+    .addOption(
+      envOption('--valid-days <n>', 'certificate lifetime in days', 'DISTILLERY_VALID_DAYS')
+        .default(365)
+        .argParser(integerAtLeast(1)),
+    )
+    .action(async (flags: { dir: string; csr: string; out?: string; validDays: number }) => {
+      const layout = pkiLayout(resolve(flags.dir));
+      const ca = {
+        certPem: await readPemFile(layout.caCert, 'CA certificate', 'CERTIFICATE'),
+        keyPem: await readPemFile(layout.caKey, 'CA private key', 'PRIVATE KEY'),
+      };
+      const csrPem = await readPemFile(flags.csr, 'certificate signing request', 'CERTIFICATE REQUEST');
+      const signed = await signCertificateSigningRequest(ca, csrPem, { validDays: flags.validDays });
+      const out = flags.out ?? join(dirname(flags.csr), `${basename(flags.csr).replace(/\.csr$/, '')}.crt`);
+      await writePublicFile(out, signed.certPem);
+      process.stdout.write(
+        `${out}\nidentity ${signed.identity}  serial ${signed.serialNumber}  sha256 ${signed.fingerprint256}\n`,
+      );
+    });
+
+  withConnection(pki.command('submit'), 'operator')
+    .description("hand a participant's certificate signing request to the hub (pending until approved)")
+    .requiredOption('--csr <file>', 'the request')
+    .action(async (flags: ConnectionFlags & { csr: string }) => {
+      const conn = await connection(flags);
+      const csrPem = await readRequiredFile(flags.csr, 'certificate signing request');
+      const body = expectOk(
+        await callHubApi<{ enrolment: { id: string } }>({ ...conn, method: 'POST', path: '/v1/enrolments', body: { csrPem } }),
+        'enrolment request',
+      );
+      process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    });
+
+  withConnection(pki.command('approve-request'), 'operator')
+    .description(
+      'approve a pending enrolment at the hub: the hub signs it with its CA key, or takes --cert signed offline',
+    )
+    .requiredOption('--request <id>', 'the enrolment request id')
+    .option('--cert <file>', 'certificate signed offline with `pki approve`')
+    .option('--out <file>', 'where to write the issued certificate')
+    .action(async (flags: ConnectionFlags & { request: string; cert?: string; out?: string }) => {
+      const conn = await connection(flags);
+      const certPem = flags.cert ? await readRequiredFile(flags.cert, 'certificate') : undefined;
+      const body = expectOk(
+        await callHubApi<{ certPem: string; certificate: unknown }>({
+          ...conn,
+          method: 'POST',
+          path: `/v1/enrolments/${encodeURIComponent(flags.request)}/approve`,
+          body: certPem ? { certPem } : {},
+        }),
+        'enrolment approval',
+      );
+      if (flags.out) await writePublicFile(flags.out, body.certPem);
+      process.stdout.write(`${JSON.stringify(body.certificate, null, 2)}\n`);
+    });
+
+  withConnection(pki.command('register'), 'operator')
+    .description('record at the hub a certificate issued outside it (pki issue, pki approve)')
+    .requiredOption('--cert <file>', 'the certificate')
+    .action(async (flags: ConnectionFlags & { cert: string }) => {
+      const conn = await connection(flags);
+      const certPem = await readRequiredFile(flags.cert, 'certificate');
+      const body = expectOk(
+        await callHubApi({ ...conn, method: 'POST', path: '/v1/certificates', body: { certPem } }),
+        'certificate registration',
+      );
+      process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    });
+
+  withConnection(pki.command('revoke'), 'operator')
+    .description('revoke a certificate at the hub: refused from its next call, open streams closed')
+    .argument('<certificate>', 'serial number (hex), SHA-256 fingerprint, or a certificate file')
+    .option('--reason <text>', 'why, for the access log')
+    .action(async (ref: string, flags: ConnectionFlags & { reason?: string }) => {
+      const conn = await connection(flags);
+      let id = ref;
+      if (!/^[0-9a-fA-F:]+$/.test(ref)) {
+        id = new X509Certificate(await readFile(ref)).fingerprint256.replace(/:/g, '').toLowerCase();
+      }
+      const body = expectOk(
+        await callHubApi({
+          ...conn,
+          method: 'POST',
+          path: `/v1/certificates/${encodeURIComponent(id)}/revoke`,
+          body: flags.reason ? { reason: flags.reason } : {},
+        }),
+        'revocation',
+      );
+      process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    });
+
+  withConnection(pki.command('certificates'), 'operator')
+    .description('list the certificates the hub has recorded')
+    .option('--participant <id>', 'only this participant')
+    .action(async (flags: ConnectionFlags & { participant?: string }) => {
+      const conn = await connection(flags);
+      const query = flags.participant ? `?participant=${encodeURIComponent(flags.participant)}` : '';
+      const body = expectOk(
+        await callHubApi({ ...conn, method: 'GET', path: `/v1/certificates${query}` }),
+        'certificate list',
+      );
+      process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    });
 
   return pki;
 }

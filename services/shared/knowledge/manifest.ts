@@ -1,9 +1,16 @@
 import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../digest.js';
 import { fail } from '../errors.js';
+import { DTYPE_BYTES, type TensorDtype } from './encoding.js';
 
-/** The kinds of teacher state a knowledge version can carry. */
-export type TensorKind = 'logits' | 'probabilities' | 'hidden';
+/**
+ * The kinds of tensor a knowledge version can carry: teacher states, and `artefact`, raw
+ * bytes (dtype `uint8`, shape `[byteLength]`) such as a hub-distilled student's files.
+ */
+export type TensorKind = 'logits' | 'probabilities' | 'hidden' | 'artefact';
+
+/** The current manifest format: chunks are cut per tensor. */
+export const MANIFEST_FORMAT = 'distillery.knowledge/2';
 
 /** One tensor of a version, laid out in the version's byte blob. */
 export interface TensorEntry {
@@ -12,10 +19,19 @@ export interface TensorEntry {
   /** For `hidden`, the teacher layer whose activations these are. */
   layer?: string;
   shape: number[];
-  dtype: 'float32';
+  dtype: TensorDtype;
+  /** For `int8`: value = code × scale. */
+  scale?: number;
   /** Byte offset in the concatenated blob, and length. */
   offset: number;
   byteLength: number;
+  /**
+   * Format 2: the tensor's chunks are `chunks[firstChunk .. firstChunk + chunkCount - 1]`,
+   * cut from the tensor alone, so a tensor that did not change between versions has the
+   * same chunk hashes in both and is not sent again.
+   */
+  firstChunk?: number;
+  chunkCount?: number;
 }
 
 /**
@@ -24,7 +40,11 @@ export interface TensorEntry {
  * canonical JSON, so the id vouches for every field, and through `chunks` for every byte.
  */
 export interface KnowledgeManifest {
-  format: 'distillery.knowledge/1';
+  /**
+   * `distillery.knowledge/2` cuts chunks per tensor; `/1` (versions published before
+   * deltas) cut the whole blob into equal chunks and is still read.
+   */
+  format: 'distillery.knowledge/1' | 'distillery.knowledge/2';
   stream: string;
   parentId: string | null;
   createdAt: string;
@@ -56,7 +76,7 @@ export interface KnowledgeManifest {
 const HEX64 = /^[0-9a-f]{64}$/;
 
 const manifestSchema = z.object({
-  format: z.literal('distillery.knowledge/1'),
+  format: z.enum(['distillery.knowledge/1', 'distillery.knowledge/2']),
   stream: z.string().min(1),
   parentId: z.string().regex(HEX64).nullable(),
   createdAt: z.string(),
@@ -79,12 +99,15 @@ const manifestSchema = z.object({
   tensors: z.array(
     z.object({
       name: z.string().min(1),
-      kind: z.enum(['logits', 'probabilities', 'hidden']),
+      kind: z.enum(['logits', 'probabilities', 'hidden', 'artefact']),
       layer: z.string().optional(),
       shape: z.array(z.number().int().nonnegative()),
-      dtype: z.literal('float32'),
+      dtype: z.enum(['float32', 'float16', 'int8', 'uint8']),
+      scale: z.number().positive().finite().optional(),
       offset: z.number().int().nonnegative(),
       byteLength: z.number().int().nonnegative(),
+      firstChunk: z.number().int().nonnegative().optional(),
+      chunkCount: z.number().int().nonnegative().optional(),
     }),
   ),
   chunkBytes: z.number().int().positive(),
@@ -136,21 +159,79 @@ export function parseManifest(expectedId: string, bytes: Uint8Array | string): K
   }
   const manifest = parsed.data as KnowledgeManifest;
 
-  const expectedChunks = Math.ceil(manifest.totalBytes / manifest.chunkBytes);
-  if (manifest.chunks.length !== expectedChunks) {
-    const detail = `${manifest.chunks.length} chunk hashes for ${manifest.totalBytes} bytes`;
-    throw fail('MANIFEST_INVALID', { id: expectedId, detail });
-  }
-  if (rootHashOf(manifest.chunks) !== manifest.rootHash) {
-    throw fail('MANIFEST_INVALID', { id: expectedId, detail: 'root hash does not match chunks' });
-  }
+  const invalid = (detail: string) => fail('MANIFEST_INVALID', { id: expectedId, detail });
+  let offset = 0;
+  let chunk = 0;
   for (const tensor of manifest.tensors) {
     const elements = tensor.shape.reduce((a, b) => a * b, 1);
-    const fits = tensor.offset + tensor.byteLength <= manifest.totalBytes;
-    if (elements * 4 !== tensor.byteLength || !fits) {
-      const detail = `tensor ${tensor.name} does not fit its shape or the blob`;
-      throw fail('MANIFEST_INVALID', { id: expectedId, detail });
+    if (elements * DTYPE_BYTES[tensor.dtype] !== tensor.byteLength) {
+      throw invalid(`tensor ${tensor.name} does not fit its shape and dtype`);
     }
+    if ((tensor.kind === 'artefact') !== (tensor.dtype === 'uint8')) {
+      throw invalid(`tensor ${tensor.name}: artefacts, and only they, are uint8`);
+    }
+    if ((tensor.dtype === 'int8') !== (tensor.scale !== undefined)) {
+      throw invalid(`tensor ${tensor.name}: int8 tensors, and only they, carry a scale`);
+    }
+    if (manifest.format === MANIFEST_FORMAT) {
+      // Tensors lie end to end and each owns a run of whole chunks.
+      const count = Math.ceil(tensor.byteLength / manifest.chunkBytes);
+      if (tensor.offset !== offset || tensor.firstChunk !== chunk || tensor.chunkCount !== count) {
+        throw invalid(`tensor ${tensor.name} is not where its predecessors end`);
+      }
+      chunk += count;
+    } else if (tensor.offset + tensor.byteLength > manifest.totalBytes) {
+      throw invalid(`tensor ${tensor.name} does not fit the blob`);
+    }
+    offset = Math.max(offset, tensor.offset + tensor.byteLength);
+  }
+  const expectedChunks =
+    manifest.format === MANIFEST_FORMAT ? chunk : Math.ceil(manifest.totalBytes / manifest.chunkBytes);
+  if (manifest.format === MANIFEST_FORMAT && offset !== manifest.totalBytes) {
+    throw invalid(`tensors hold ${offset} bytes, not the ${manifest.totalBytes} stated`);
+  }
+  if (manifest.chunks.length !== expectedChunks) {
+    throw invalid(`${manifest.chunks.length} chunk hashes for ${expectedChunks} chunks`);
+  }
+  if (rootHashOf(manifest.chunks) !== manifest.rootHash) {
+    throw invalid('root hash does not match chunks');
   }
   return manifest;
+}
+
+/** Where one chunk lies in a version's blob. */
+export interface ChunkSpan {
+  index: number;
+  offset: number;
+  length: number;
+  sha256: string;
+  /** The tensor it belongs to (format 2), or null (format 1, chunks span tensors). */
+  tensor: string | null;
+}
+
+/** Every chunk of a version with its place in the blob, in index order. */
+export function chunkSpans(manifest: KnowledgeManifest): ChunkSpan[] {
+  const spans: ChunkSpan[] = [];
+  if (manifest.format === MANIFEST_FORMAT) {
+    for (const tensor of manifest.tensors) {
+      const first = tensor.firstChunk ?? 0;
+      for (let k = 0; k < (tensor.chunkCount ?? 0); k++) {
+        const start = k * manifest.chunkBytes;
+        spans.push({
+          index: first + k,
+          offset: tensor.offset + start,
+          length: Math.min(manifest.chunkBytes, tensor.byteLength - start),
+          sha256: manifest.chunks[first + k]!,
+          tensor: tensor.name,
+        });
+      }
+    }
+    return spans;
+  }
+  manifest.chunks.forEach((sha256, index) => {
+    const offset = index * manifest.chunkBytes;
+    const length = Math.min(manifest.chunkBytes, manifest.totalBytes - offset);
+    spans.push({ index, offset, length, sha256, tensor: null });
+  });
+  return spans;
 }

@@ -44,6 +44,70 @@ export function kdLoss(tf: Tf, studentLogits: Tensor, teacherLogits: Tensor, T: 
 }
 
 /**
+ * Reverse knowledge-distillation loss: `T² · mean over the batch of
+ * KL(softmax(student / T) ‖ softmax(teacher / T))`. Mode-seeking where the forward loss is
+ * mean-seeking: the student is pushed to put its mass where the teacher is confident rather
+ * than to cover every class the teacher gives some probability. Computed from
+ * log-probabilities, so it is finite for any finite logits.
+ */
+export function reverseKdLoss(
+  tf: Tf,
+  studentLogits: Tensor,
+  teacherLogits: Tensor,
+  T: number,
+): Scalar {
+  return tf.tidy((): Scalar => {
+    const teacherLog = logSoftmaxT(tf, teacherLogits, T);
+    const studentLog = logSoftmaxT(tf, studentLogits, T);
+    const perRow = tf.sum(tf.mul(tf.exp(studentLog), tf.sub(studentLog, teacherLog)), 1);
+    return tf.mul(tf.mean(perRow), T * T) as Scalar;
+  });
+}
+
+/** Which way the soft-target divergence runs; `forward` is Hinton et al.'s. */
+export type Divergence = 'forward' | 'reverse';
+
+/** The learned linear map of a hint loss, from a student layer's width to a teacher's. */
+export interface HintProjection {
+  /** `[studentWidth, teacherWidth]`. */
+  kernel: Tensor;
+  /** `[teacherWidth]`. */
+  bias: Tensor;
+}
+
+/**
+ * Hint loss (FitNets, Romero et al., 2015): the mean squared difference, over the batch and
+ * the teacher layer's width, between a teacher layer's activations and a student layer's
+ * activations mapped to that width by a learned linear projection:
+ * `mean((h_s · W + b − h_t)²)`. Differentiable with respect to the student's activations
+ * and the projection; the teacher's activations are constants.
+ *
+ * @throws MODEL_SHAPE_MISMATCH when the widths do not fit the projection.
+ */
+export function hintLoss(
+  tf: Tf,
+  studentHidden: Tensor,
+  teacherHidden: Tensor,
+  projection: HintProjection,
+): Scalar {
+  const [studentWidth, teacherWidth] = projection.kernel.shape;
+  if (studentHidden.shape[1] !== studentWidth || teacherHidden.shape[1] !== teacherWidth) {
+    throw fail('MODEL_SHAPE_MISMATCH', {
+      what: 'hint loss activations',
+      expected: `student [*, ${studentWidth}] and teacher [*, ${teacherWidth}]`,
+      actual: `student [${studentHidden.shape}] and teacher [${teacherHidden.shape}]`,
+    });
+  }
+  return tf.tidy((): Scalar => {
+    const mapped = tf.add(
+      tf.matMul(studentHidden as tfjs.Tensor2D, projection.kernel as tfjs.Tensor2D),
+      projection.bias,
+    );
+    return tf.mean(tf.square(tf.sub(mapped, teacherHidden))) as Scalar;
+  });
+}
+
+/**
  * Mean cross-entropy of logits against labels, given as class indices (`[batch]`, int32)
  * or as one-hot / soft rows (`[batch, classes]`). With `classWeights`, row i counts
  * `w[y_i]` times and the sum is divided by the sum of those weights (PyTorch's weighted
@@ -91,10 +155,13 @@ export interface DistillationLossInputs {
   alpha: number;
   /** Class weights of the cross-entropy term; default none. */
   classWeights?: readonly number[];
+  /** Direction of the soft-target KL divergence; default `forward`. */
+  divergence?: Divergence;
 }
 
 /**
- * The student's training loss: `alpha · kdLoss(transfer) + (1 − alpha) · CE(own rows)`.
+ * The student's training loss: `alpha · kdLoss(transfer) + (1 − alpha) · CE(own rows)`
+ * (with {@link reverseKdLoss} in place of kdLoss when `divergence` is `reverse`).
  *
  * @throws REQUEST_INVALID for alpha outside [0, 1] or a non-positive temperature.
  */
@@ -104,7 +171,8 @@ export function distillationLoss(tf: Tf, inputs: DistillationLossInputs): Scalar
     throw fail('REQUEST_INVALID', { detail: `alpha must be in [0, 1], got ${alpha}` });
   }
   return tf.tidy((): Scalar => {
-    const kd = kdLoss(tf, inputs.studentTransferLogits, inputs.teacherTransferLogits, T);
+    const soft = inputs.divergence === 'reverse' ? reverseKdLoss : kdLoss;
+    const kd = soft(tf, inputs.studentTransferLogits, inputs.teacherTransferLogits, T);
     const ce = crossEntropy(tf, inputs.studentOwnLogits, inputs.ownLabels, inputs.classWeights);
     return tf.add(tf.mul(kd, alpha), tf.mul(ce, 1 - alpha)) as Scalar;
   });

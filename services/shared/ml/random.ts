@@ -10,7 +10,14 @@ export interface Rng {
   int(n: number): number;
   /** Shuffles `array` in place (Fisher-Yates) and returns it. */
   shuffle<T extends { length: number; [index: number]: unknown }>(array: T): T;
+  /** The generator's whole state, four 32-bit words: a checkpoint of the sequence. */
+  getState(): RngState;
+  /** Restores a state from {@link Rng.getState}; the sequence then continues from there. */
+  setState(state: RngState): void;
 }
+
+/** The SFC32 state words `[a, b, c, d]`, each an unsigned 32-bit integer. */
+export type RngState = [number, number, number, number];
 
 /** Anything indexable by position, plain arrays and typed arrays alike. */
 type Indexable = { length: number; [index: number]: unknown };
@@ -88,7 +95,22 @@ export function createRng(seed: number): Rng {
     return array;
   }
 
-  return { next, uint32, int, shuffle };
+  function getState(): RngState {
+    return [a >>> 0, b >>> 0, c >>> 0, d >>> 0];
+  }
+
+  function setState(state: RngState): void {
+    if (
+      !Array.isArray(state) ||
+      state.length !== 4 ||
+      !state.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffff_ffff)
+    ) {
+      throw fail('REQUEST_INVALID', { detail: 'an RNG state is four unsigned 32-bit integers' });
+    }
+    [a, b, c, d] = state.map((w) => w | 0);
+  }
+
+  return { next, uint32, int, shuffle, getState, setState };
 }
 
 /**

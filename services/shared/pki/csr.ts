@@ -103,3 +103,37 @@ function parseRequest(csrPem: unknown): x509.Pkcs10CertificateRequest {
     throw fail('PKI_BAD_CSR', { reason: 'it cannot be parsed' }, { cause: err });
   }
 }
+
+/** What a verified certificate signing request asks for. */
+export interface CertificateRequestFacts {
+  /** The identity of its subject CN. */
+  identity: string;
+  /** Its public key, SPKI DER, to match the certificate issued for it. */
+  publicKeySpki: Buffer;
+}
+
+/**
+ * Parses a PKCS#10 request and checks it as {@link signCertificateSigningRequest} would
+ * (signature, P-256 key, one valid CN), without signing it: what a hub stores while the
+ * request waits for an operator.
+ */
+export async function readCertificateSigningRequest(
+  csrPem: string,
+): Promise<CertificateRequestFacts> {
+  const csr = parseRequest(csrPem);
+  if (!(await csr.verify(webCrypto))) {
+    throw fail('PKI_BAD_CSR', { reason: 'its signature does not verify' });
+  }
+  const algorithm = csr.publicKey.algorithm as { name?: string; namedCurve?: string };
+  if (algorithm.name !== 'ECDSA' || algorithm.namedCurve !== 'P-256') {
+    throw fail('PKI_BAD_CSR', { reason: 'its key must be ECDSA P-256' });
+  }
+  const names = csr.subjectName.getField('CN');
+  if (names.length !== 1) {
+    throw fail('PKI_BAD_CSR', { reason: 'its subject must hold exactly one CN' });
+  }
+  return {
+    identity: assertValidIdentity(names[0]!),
+    publicKeySpki: Buffer.from(csr.publicKey.rawData),
+  };
+}

@@ -14,7 +14,9 @@ export {
 } from './certificates.js';
 export {
   createCertificateSigningRequest,
+  readCertificateSigningRequest,
   signCertificateSigningRequest,
+  type CertificateRequestFacts,
   type CreateCertificateSigningRequestOptions,
   type SignCertificateSigningRequestOptions,
   type SignedRequest,

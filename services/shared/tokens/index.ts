@@ -13,3 +13,17 @@ export {
   type TokenVerifierOptions,
   type VerifiedToken,
 } from './verify.js';
+export {
+  createParticipantTokenVerifier,
+  issueParticipantToken,
+  KNOWLEDGE_AUDIENCE,
+  PARTICIPANT_TOKEN_TTL_SECONDS,
+  type IssueParticipantTokenOptions,
+  type ParticipantTokenVerifier,
+  type VerifiedParticipantToken,
+} from './participant-token.js';
+export {
+  generateHubSigningKey,
+  loadOrCreateHubSigningKey,
+  type HubSigningKey,
+} from './key-store.js';

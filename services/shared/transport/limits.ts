@@ -4,6 +4,12 @@ import type { ChannelOptions } from '@grpc/grpc-js';
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /**
+ * The largest chunk a version may be cut into: one chunk travels in one message, which also
+ * carries its index and protobuf framing, so 64 KiB of the limit are left for those.
+ */
+export const MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
+
+/**
  * Size of the chunks a knowledge version is cut into. 1 MiB sits in the range that moved
  * bytes fastest over grpc-js on loopback (256 KiB to 1 MiB) and far below the limit.
  */

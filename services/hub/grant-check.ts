@@ -1,0 +1,88 @@
+import { fail } from '../shared/errors.js';
+import type { Grant } from '../registry/grants.js';
+import { ALL_LAYERS } from '../registry/grants.js';
+
+/** A tensor a call would send: its manifest name, kind and (for `hidden`) layer. */
+export interface RequestedTensor {
+  name: string;
+  kind: string;
+  layer?: string;
+}
+
+/** What {@link checkAccess} decides on. */
+export interface AccessQuestion {
+  participant: string;
+  /** Active, unexpired grants of the participant on `stream` (see findGrants). */
+  grants: Pick<Grant, 'id' | 'kinds' | 'layers' | 'fromSequence' | 'toSequence' | 'streamName'>[];
+  stream: string;
+  /** The version's sequence; absent for a subscription, which needs only the stream. */
+  sequence?: number;
+  /** Tensors asked for; empty for a subscription or a manifest. */
+  tensors: RequestedTensor[];
+}
+
+/** True when `grant` covers `sequence` of its stream. */
+export function grantCoversSequence(
+  grant: Pick<Grant, 'fromSequence' | 'toSequence'>,
+  sequence: number,
+): boolean {
+  return sequence >= grant.fromSequence && (grant.toSequence == null || sequence <= grant.toSequence);
+}
+
+function grantCoversTensor(grant: Pick<Grant, 'kinds' | 'layers'>, tensor: RequestedTensor): boolean {
+  if (!grant.kinds.includes(tensor.kind)) return false;
+  if (tensor.kind !== 'hidden') return true;
+  return grant.layers.includes(ALL_LAYERS) || (tensor.layer !== undefined && grant.layers.includes(tensor.layer));
+}
+
+/**
+ * The grant that allows a call: one grant must cover the stream, the version's sequence and
+ * every tensor asked for (grants are not combined, so each reads on its own in the log).
+ *
+ * @throws GRANT_DENIED naming what no grant covers (gRPC PERMISSION_DENIED)
+ */
+export function checkAccess(question: AccessQuestion) {
+  const { participant, stream, sequence, tensors } = question;
+  const onStream = question.grants.filter((g) => g.streamName === stream);
+  if (onStream.length === 0) throw fail('GRANT_DENIED', { participant, what: `stream "${stream}"` });
+  const inRange =
+    sequence === undefined ? onStream : onStream.filter((g) => grantCoversSequence(g, sequence));
+  if (inRange.length === 0) {
+    throw fail('GRANT_DENIED', { participant, what: `version ${sequence} of stream "${stream}"` });
+  }
+  const allowing = inRange.find((g) => tensors.every((t) => grantCoversTensor(g, t)));
+  if (allowing) return allowing;
+  const uncovered = tensors.find((t) => !inRange.some((g) => grantCoversTensor(g, t)));
+  const what = uncovered
+    ? uncovered.kind === 'hidden'
+      ? `hidden layer "${uncovered.layer ?? '?'}" (tensor "${uncovered.name}")`
+      : `${uncovered.kind} (tensor "${uncovered.name}")`
+    : `this combination of tensors in one grant`;
+  throw fail('GRANT_DENIED', { participant, what: `${what} of version ${sequence} of stream "${stream}"` });
+}
+
+/**
+ * What a download that names no tensors delivers: the tensors of the version that one grant
+ * covering `sequence` allows (the grant allowing the most of them).
+ *
+ * @throws GRANT_DENIED when no grant covers the version or none of its tensors
+ */
+export function grantedTensors(question: AccessQuestion): RequestedTensor[] {
+  const { participant, stream, sequence } = question;
+  const grant = checkAccess({ ...question, tensors: [] });
+  const candidates = question.grants.filter(
+    (g) => g.streamName === stream && (sequence === undefined || grantCoversSequence(g, sequence)),
+  );
+  let best: RequestedTensor[] = [];
+  for (const g of candidates.length > 0 ? candidates : [grant]) {
+    const allowed = question.tensors.filter((t) => grantCoversTensor(g, t));
+    if (allowed.length > best.length) best = allowed;
+  }
+  if (best.length === 0 && question.tensors.length > 0) {
+    throw fail('GRANT_DENIED', {
+      participant,
+      what: `any tensor of version ${sequence} of stream "${stream}"`,
+    });
+  }
+  return best;
+}

@@ -1,0 +1,317 @@
+// Attacks on the HTTP API's roles and on the access log, against a real hub over HTTPS: the
+// wrong role for a route, misused tokens, bad enrolment material, and a log edited, deleted,
+// reordered, inserted into or truncated, found both by the hub and offline from an export.
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeyPairSync } from 'node:crypto';
+import { CompactSign, exportJWK, importJWK, type CryptoKey } from 'jose';
+import {
+  createCertificateAuthority,
+  createCertificateSigningRequest,
+  issueClientCertificate,
+} from '../../services/shared/pki/index.js';
+import { canonicalJson } from '../../services/shared/digest.js';
+import { hashAccessEntry, queryAccessLog } from '../../services/registry/access-log.js';
+import { ExportVerifier } from '../../services/registry/audit-export.js';
+import { bearer, issueToken, startTrustHub, type TrustHub } from '../helpers/trust-hub.js';
+
+const run = promisify(execFile);
+
+let t: TrustHub;
+let operator: string;
+let auditor: string;
+let exportLines: string[];
+let auditKey: CryptoKey;
+let jwksPath: string;
+
+type Line = Record<string, unknown> & { type: string; sequence?: string };
+
+async function verify(lines: string[]) {
+  const verifier = new ExportVerifier(auditKey);
+  for (const line of lines) await verifier.add(line);
+  return verifier.finish();
+}
+const parse = (lines: string[]) => lines.map((l) => JSON.parse(l) as Line);
+const entryIndex = (lines: string[], sequence: number) =>
+  parse(lines).findIndex((l) => l.type === 'entry' && l.sequence === String(sequence));
+
+beforeAll(async () => {
+  t = await startTrustHub({
+    purpose: 'adv-audit',
+    participants: ['bank-a', 'bank-b'],
+    enrolled: ['bank-a', 'bank-b'],
+    versions: 0,
+  });
+  operator = await t.apiToken('operator');
+  auditor = await t.apiToken('auditor');
+  // Some history: grpc calls, a refusal, operator decisions.
+  const client = t.grpc(await t.participantCert('bank-a'));
+  await issueToken(client);
+  await new Promise((resolve) =>
+    client.GetManifest({ versionId: 'f'.repeat(64) }, bearer(null), () => resolve(null)),
+  );
+  await t.api('POST', '/v1/participants', operator, { id: 'bank-c' });
+  await t.api('POST', '/v1/grants', operator, { participant: 'bank-c', stream: 'default', kinds: ['logits'] });
+  const exported = await t.apiText('/v1/audit/export', auditor);
+  expect(exported.status).toBe(200);
+  exportLines = exported.text.trim().split('\n');
+  const keys = await t.api('GET', '/v1/audit/keys', '');
+  auditKey = (await importJWK(keys.body.keys[0], 'ES256')) as CryptoKey;
+  jwksPath = join(t.fixture.dir, 'audit-keys.json');
+  await writeFile(jwksPath, JSON.stringify(keys.body));
+}, 240_000);
+
+afterAll(async () => {
+  await t?.close();
+});
+
+describe('roles on the HTTP API', () => {
+  it('refuses the audit API to a participant token, and logs it', async () => {
+    const participant = await t.apiToken('participant', 'bank-a');
+    const res = await t.api('GET', '/v1/audit/log', participant);
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe('TOKEN_ROLE');
+    const log = await queryAccessLog(t.hub.registry.prisma, { actor: 'bank-a', action: 'audit.query', outcome: 'denied' });
+    expect(log.entries).toHaveLength(1);
+  });
+
+  it("refuses a participant's hub-issued gRPC token on the HTTP API", async () => {
+    const grpcToken = await issueToken(t.grpc(await t.participantCert('bank-a')));
+    const res = await t.api('GET', '/v1/audit/export', grpcToken);
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('TOKEN_INVALID');
+  });
+
+  it('refuses grant management to an auditor', async () => {
+    const res = await t.api('POST', '/v1/grants', auditor, { participant: 'bank-a', stream: 'default', kinds: ['logits'] });
+    expect(res.status).toBe(403);
+    expect((await t.api('GET', '/v1/grants', auditor)).status).toBe(403);
+  });
+
+  it('refuses the audit export to an operator', async () => {
+    expect((await t.apiText('/v1/audit/export', operator)).status).toBe(403);
+  });
+
+  it('refuses certificate revocation without a token', async () => {
+    const res = await t.api('POST', `/v1/certificates/${'a'.repeat(32)}/revoke`, '', {});
+    expect(res.status).toBe(401);
+  });
+
+  it('publishes the audit key to anyone, and only the public half', async () => {
+    const res = await t.api('GET', '/v1/audit/keys', '');
+    expect(res.status).toBe(200);
+    expect(res.body.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256' });
+    expect(res.body.keys[0].d).toBeUndefined();
+  });
+});
+
+describe('enrolment material', () => {
+  it('rejects a certificate signing request whose signature does not verify', async () => {
+    const { csrPem } = await createCertificateSigningRequest({ identity: 'bank-x' });
+    // Flip one byte of the signature at the end of the DER.
+    const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    der[der.length - 3] ^= 0xff;
+    const bad = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+    const res = await t.api('POST', '/v1/enrolments', operator, { csrPem: bad });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('PKI_BAD_CSR');
+  });
+
+  it('refuses to register a certificate of another CA', async () => {
+    const rogue = await issueClientCertificate(await createCertificateAuthority({ commonName: 'Rogue' }), { identity: 'bank-a' });
+    const res = await t.api('POST', '/v1/certificates', operator, { certPem: rogue.certPem });
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toMatch(/not signed by this hub's CA/);
+  });
+
+  it('refuses an uploaded certificate that was not issued for the request’s key, then approves once only', async () => {
+    const { csrPem } = await createCertificateSigningRequest({ identity: 'bank-y' });
+    const submitted = await t.api('POST', '/v1/enrolments', operator, { csrPem });
+    expect(submitted.status).toBe(201);
+    const id = submitted.body.enrolment.id;
+    const { readFile } = await import('node:fs/promises');
+    const ca = {
+      certPem: await readFile(t.fixture.pki.caCert, 'utf8'),
+      keyPem: await readFile(t.fixture.pki.caKey, 'utf8'),
+    };
+    const other = await issueClientCertificate(ca, { identity: 'bank-y' });
+    const wrong = await t.api('POST', `/v1/enrolments/${id}/approve`, operator, { certPem: other.certPem });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.message).toMatch(/not issued for enrolment request/);
+    expect((await t.api('POST', `/v1/enrolments/${id}/approve`, operator, {})).status).toBe(200);
+    const again = await t.api('POST', `/v1/enrolments/${id}/approve`, operator, {});
+    expect(again.status).toBe(409);
+    const log = await queryAccessLog(t.hub.registry.prisma, { action: 'enrolment.approve' });
+    expect(log.entries.filter((e) => e.resource === `enrolment:${id}`)).toHaveLength(1);
+  });
+
+  it('rejects a grant naming a kind or layer that is not one', async () => {
+    const res = await t.api('POST', '/v1/grants', operator, {
+      participant: 'bank-a',
+      stream: 'default',
+      kinds: ['hidden'],
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toMatch(/kind "hidden" needs the layers/);
+    const unknown = await t.api('POST', '/v1/grants', operator, { participant: 'bank-a', stream: 'default', kinds: ['weights'] });
+    expect(unknown.status).toBe(400);
+  });
+});
+
+describe('an exported log verified offline', () => {
+  it('verifies an untouched export with the published key', async () => {
+    const report = await verify(exportLines);
+    expect(report.ok).toBe(true);
+    expect(report.checkpointsVerified).toBeGreaterThanOrEqual(1);
+    expect(report.provenThrough).toBe(report.lastSequence);
+    expect(report.unprovenEntries).toBe(0);
+    expect(Number(report.lastSequence)).toBeGreaterThan(5);
+  });
+
+  it('names an edited entry', async () => {
+    const lines = [...exportLines];
+    const i = entryIndex(lines, 3);
+    const entry = JSON.parse(lines[i]!);
+    entry.outcome = entry.outcome === 'allowed' ? 'denied' : 'allowed';
+    lines[i] = JSON.stringify(entry);
+    const report = await verify(lines);
+    expect(report.ok).toBe(false);
+    expect(report.firstBad).toMatchObject({ sequence: '3', problem: expect.stringMatching(/altered/) });
+  });
+
+  it('names a deleted entry', async () => {
+    const lines = [...exportLines];
+    lines.splice(entryIndex(lines, 4), 1);
+    const report = await verify(lines);
+    expect(report.firstBad).toMatchObject({ sequence: '4', problem: expect.stringMatching(/entry 4 is missing/) });
+  });
+
+  it('names reordered entries', async () => {
+    const lines = [...exportLines];
+    const i = entryIndex(lines, 2);
+    [lines[i], lines[i + 1]] = [lines[i + 1]!, lines[i]!];
+    const report = await verify(lines);
+    expect(report.ok).toBe(false);
+    expect(report.firstBad?.sequence).toBe('2');
+  });
+
+  it('names an inserted entry, even one given a valid hash of its own', async () => {
+    const lines = [...exportLines];
+    const i = entryIndex(lines, 3);
+    const before = JSON.parse(lines[i - 1]!);
+    const forged = {
+      sequence: '3',
+      at: before.at,
+      actor: 'bank-a',
+      action: 'download',
+      resource: 'version:' + 'e'.repeat(64),
+      outcome: 'allowed',
+      reason: null,
+      detail: null,
+      peerAddress: null,
+      prevHash: before.hash,
+    };
+    lines.splice(i, 0, JSON.stringify({ type: 'entry', ...forged, hash: hashAccessEntry(forged) }));
+    const report = await verify(lines);
+    expect(report.ok).toBe(false);
+    expect(report.firstBad?.sequence).toBe('3');
+  });
+
+  it('finds a log rewritten with every hash recomputed, through the signed head', async () => {
+    // Drop entry 2 and renumber and rehash everything after it: the chain is consistent again.
+    const parsed = parse(exportLines);
+    const header = parsed.filter((l) => l.type !== 'entry');
+    const entries = parsed.filter((l) => l.type === 'entry' && l.sequence !== '2');
+    let prev = '0'.repeat(64);
+    const rewritten = entries.map((e, n) => {
+      const { type, hash, ...fields } = e as Record<string, unknown>;
+      void type;
+      void hash;
+      const next = { ...fields, sequence: String(n + 1), prevHash: prev } as Parameters<typeof hashAccessEntry>[0];
+      prev = hashAccessEntry(next);
+      return { type: 'entry', ...next, hash: prev };
+    });
+    const lines = [...header, ...rewritten].map((l) => JSON.stringify(l));
+    const report = await verify(lines);
+    expect(report.ok).toBe(false);
+    expect(report.firstBad?.problem).toMatch(/truncated|not the entry the hub signed/);
+  });
+
+  it('finds an export truncated before its signed head', async () => {
+    const lines = exportLines.slice(0, -2);
+    const report = await verify(lines);
+    expect(report.ok).toBe(false);
+    expect(report.firstBad?.problem).toMatch(/the export is truncated/);
+  });
+
+  it('refuses a signed head signed with another key', async () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const parsed = parse(exportLines);
+    const cp = parsed.find((l) => l.type === 'checkpoint')!;
+    const payload = canonicalJson({ iss: 'x', sequence: cp.sequence, hash: cp.hash, signedAt: cp.signedAt });
+    const jws = await new CompactSign(new TextEncoder().encode(payload))
+      .setProtectedHeader({ alg: 'ES256', typ: 'distillery-chain-head+jws' })
+      .sign(privateKey);
+    const lines = parsed.map((l) => JSON.stringify(l.type === 'checkpoint' ? { ...l, jws } : l));
+    const report = await verify(lines);
+    expect(report.firstBad?.problem).toMatch(/signature does not verify/);
+    void exportJWK;
+  });
+
+  it('says which entries no signature covers when the export goes past the last signed head', async () => {
+    const res = await t.apiText('/v1/audit/export?sign=false', auditor);
+    const report = await verify(res.text.trim().split('\n'));
+    expect(report.ok).toBe(true);
+    expect(report.unprovenEntries).toBeGreaterThan(0);
+    expect(report.notes.join(' ')).toMatch(/come after the last signed head/);
+  });
+
+  it('verifies from the command line, exit 0 when intact and 2 naming the entry when not', async () => {
+    const good = join(t.fixture.dir, 'export.ndjson');
+    await writeFile(good, exportLines.join('\n') + '\n');
+    const ok = await run('node', ['bin/distillery.js', 'audit', 'verify', good, '--key', jwksPath]);
+    expect(JSON.parse(ok.stdout).ok).toBe(true);
+
+    const lines = [...exportLines];
+    const i = entryIndex(lines, 5);
+    const entry = JSON.parse(lines[i]!);
+    entry.actor = 'someone-else';
+    lines[i] = JSON.stringify(entry);
+    const bad = join(t.fixture.dir, 'tampered.ndjson');
+    await writeFile(bad, lines.join('\n') + '\n');
+    const failed = await run('node', ['bin/distillery.js', 'audit', 'verify', bad, '--key', jwksPath]).catch(
+      (err: { code: number; stdout: string }) => err,
+    );
+    expect((failed as { code: number }).code).toBe(2);
+    expect(JSON.parse((failed as { stdout: string }).stdout).firstBad.sequence).toBe('5');
+  }, 60_000);
+});
+
+describe('the live log checked by the hub', () => {
+  const report = async () => (await t.api('GET', '/v1/audit/verify', auditor)).body;
+  const prisma = () => t.hub.registry.prisma;
+
+  it('reports an edited entry and where, and intact again once restored', async () => {
+    const [row] = await prisma().$queryRaw<{ actor: string }[]>`SELECT actor FROM access_log_entry WHERE sequence = 2`;
+    await prisma().$executeRaw`UPDATE access_log_entry SET actor = 'intruder' WHERE sequence = 2`;
+    const broken = await report();
+    await prisma().$executeRaw`UPDATE access_log_entry SET actor = ${row!.actor} WHERE sequence = 2`;
+    expect(broken.ok).toBe(false);
+    expect(broken.firstBad).toMatchObject({ sequence: '2', problem: expect.stringMatching(/altered/) });
+    expect((await report()).ok).toBe(true);
+  });
+
+  it('reports a deleted entry', async () => {
+    const rows = await prisma().$queryRaw<Record<string, unknown>[]>`SELECT * FROM access_log_entry WHERE sequence = 3`;
+    await prisma().$executeRaw`DELETE FROM access_log_entry WHERE sequence = 3`;
+    const broken = await report();
+    const r = rows[0]!;
+    await prisma().$executeRaw`INSERT INTO access_log_entry (sequence, at, actor, action, resource, outcome, reason, detail, peer_address, prev_hash, hash)
+      VALUES (${r.sequence}, ${r.at}, ${r.actor}, ${r.action}, ${r.resource}, ${r.outcome}, ${r.reason}, ${r.detail === null ? null : JSON.stringify(r.detail)}::jsonb, ${r.peer_address}, ${r.prev_hash}, ${r.hash})`;
+    expect(broken.firstBad).toMatchObject({ sequence: '3', problem: expect.stringMatching(/missing/) });
+    expect((await report()).ok).toBe(true);
+  });
+});
