@@ -30,7 +30,10 @@ const APPENDS = Number(process.env.BENCH_AUDIT_APPENDS ?? 2_000);
 const QUERY_RUNS = 40;
 const ACTORS = Array.from({ length: 50 }, (_, i) => `bank-${String(i).padStart(2, '0')}`);
 const ACTIONS = ['subscribe', 'manifest', 'download', 'token.issue', 'handshake', 'audit.query'];
-const VERSIONS = Array.from({ length: 200 }, (_, i) => `version:${i.toString(16).padStart(64, '0')}`);
+const VERSIONS = Array.from(
+  { length: 200 },
+  (_, i) => `version:${i.toString(16).padStart(64, '0')}`,
+);
 const START = Date.UTC(2026, 10, 1);
 const SPAN_MS = 30 * 86_400_000;
 
@@ -80,7 +83,8 @@ async function populate(registry: Registry): Promise<number> {
     await prisma.$executeRawUnsafe(
       `INSERT INTO "access_log_entry" ("sequence","at","actor","action","resource","outcome","reason","detail","peer_address","prev_hash","hash") VALUES ${values.join(',')}`,
     );
-    if ((from - 1) % 100_000 === 0) process.stderr.write(`  ${registry.kind}: ${from - 1} entries\n`);
+    if ((from - 1) % 100_000 === 0)
+      process.stderr.write(`  ${registry.kind}: ${from - 1} entries\n`);
   }
   await prisma.$executeRawUnsafe(
     `INSERT INTO "access_chain_head" ("id","sequence","hash") VALUES (1, ${TOTAL}, ${quote(prev)})`,
@@ -129,7 +133,11 @@ async function queryLatencies(registry: Registry): Promise<Result['queries']> {
   // (With a small log, as far as the pages go.)
   let cursor: string | undefined;
   for (let i = 0; i < 10; i++) {
-    const page = await queryAccessLog(prisma, { actor: 'bank-07', limit: 1000, ...(cursor ? { cursor } : {}) });
+    const page = await queryAccessLog(prisma, {
+      actor: 'bank-07',
+      limit: 1000,
+      ...(cursor ? { cursor } : {}),
+    });
     if (!page.nextCursor) break;
     cursor = page.nextCursor;
   }
@@ -137,10 +145,20 @@ async function queryLatencies(registry: Registry): Promise<Result['queries']> {
     'by participant': (r) => ({ actor: ACTORS[r % ACTORS.length]! }),
     'by action + outcome': (r) => ({ action: ACTIONS[r % ACTIONS.length]!, outcome: 'denied' }),
     'by resource': (r) => ({ resource: VERSIONS[(r * 13) % VERSIONS.length]! }),
-    'time range (1 h)': (r) => ({ from: new Date(mid.getTime() + r * 3_600_000), to: new Date(mid.getTime() + (r + 1) * 3_600_000) }),
-    'participant + time range': (r) => ({ actor: ACTORS[r % ACTORS.length]!, from: mid, to: new Date(mid.getTime() + 86_400_000) }),
+    'time range (1 h)': (r) => ({
+      from: new Date(mid.getTime() + r * 3_600_000),
+      to: new Date(mid.getTime() + (r + 1) * 3_600_000),
+    }),
+    'participant + time range': (r) => ({
+      actor: ACTORS[r % ACTORS.length]!,
+      from: mid,
+      to: new Date(mid.getTime() + 86_400_000),
+    }),
     'cursor page 11 of a participant': () => ({ actor: 'bank-07', ...(cursor ? { cursor } : {}) }),
-    'rare: denied by participant': (r) => ({ actor: ACTORS[r % ACTORS.length]!, outcome: 'denied' }),
+    'rare: denied by participant': (r) => ({
+      actor: ACTORS[r % ACTORS.length]!,
+      outcome: 'denied',
+    }),
   };
   const out: Result['queries'] = {};
   for (const [name, make] of Object.entries(cases)) {
@@ -164,7 +182,10 @@ async function queryLatencies(registry: Registry): Promise<Result['queries']> {
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-async function bench(name: string, open: () => Promise<{ registry: Registry; done(): Promise<void> }>): Promise<Result> {
+async function bench(
+  name: string,
+  open: () => Promise<{ registry: Registry; done(): Promise<void> }>,
+): Promise<Result> {
   process.stderr.write(`${name}: populating ${TOTAL} entries\n`);
   const { registry, done } = await open();
   try {
@@ -201,7 +222,13 @@ async function main() {
   results.push(
     await bench('PGlite', async () => {
       const registry = await openRegistry({ dataDir: dir, logger });
-      return { registry, done: async () => { await registry.close(); await rm(dir, { recursive: true, force: true }); } };
+      return {
+        registry,
+        done: async () => {
+          await registry.close();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
     }),
   );
   const base = process.env.DATABASE_URL;
@@ -233,17 +260,35 @@ async function main() {
   }
 
   await mkdir('out/bench', { recursive: true });
-  const report = { benchmark: 'audit', at: new Date().toISOString(), entries: TOTAL, appendsMeasured: APPENDS, queryRuns: QUERY_RUNS, pageSize: 100, results };
+  const report = {
+    benchmark: 'audit',
+    at: new Date().toISOString(),
+    entries: TOTAL,
+    appendsMeasured: APPENDS,
+    queryRuns: QUERY_RUNS,
+    pageSize: 100,
+    results,
+  };
   await writeFile('out/bench/audit.json', `${JSON.stringify(report, null, 2)}\n`);
 
   for (const r of results) {
-    console.log(`\n${r.registry}: ${r.entries.toLocaleString('en')} entries (filled in ${r.populateSeconds} s)`);
+    console.log(
+      `\n${r.registry}: ${r.entries.toLocaleString('en')} entries (filled in ${r.populateSeconds} s)`,
+    );
     console.log(`  appends/s with the chain   ${r.appendsPerSecond}`);
-    console.log(`  plain inserts/s (reference) ${r.plainInsertsPerSecond}   -> chain costs ${r.chainCost}x`);
-    console.log(`  full chain verification    ${r.verifySeconds} s (${r.verifyOk ? 'intact' : 'BROKEN'})`);
-    console.log(`  ${'auditor query (100 per page)'.padEnd(34)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'rows'.padStart(5)}`);
+    console.log(
+      `  plain inserts/s (reference) ${r.plainInsertsPerSecond}   -> chain costs ${r.chainCost}x`,
+    );
+    console.log(
+      `  full chain verification    ${r.verifySeconds} s (${r.verifyOk ? 'intact' : 'BROKEN'})`,
+    );
+    console.log(
+      `  ${'auditor query (100 per page)'.padEnd(34)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'rows'.padStart(5)}`,
+    );
     for (const [name, q] of Object.entries(r.queries)) {
-      console.log(`  ${name.padEnd(34)} ${String(q.p50Ms).padStart(8)} ${String(q.p95Ms).padStart(8)} ${String(q.rows).padStart(5)}`);
+      console.log(
+        `  ${name.padEnd(34)} ${String(q.p50Ms).padStart(8)} ${String(q.p95Ms).padStart(8)} ${String(q.rows).padStart(5)}`,
+      );
     }
   }
   console.log('\nwritten out/bench/audit.json');

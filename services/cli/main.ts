@@ -4,7 +4,9 @@ import { auditCommand } from './commands/audit.js';
 import { demoCommand } from './commands/demo.js';
 import { hubCommand } from './commands/hub.js';
 import { participantCommand } from './commands/participant.js';
+import { queryCommand } from './commands/query.js';
 import { pkiCommand } from './commands/pki.js';
+import { grantCommand } from './commands/grant.js';
 import { splitCommand } from './commands/split.js';
 import { studentsCommand } from './commands/students.js';
 
@@ -18,7 +20,9 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addCommand(hubCommand())
     .addCommand(participantCommand())
+    .addCommand(queryCommand())
     .addCommand(pkiCommand())
+    .addCommand(grantCommand())
     .addCommand(auditCommand())
     .addCommand(demoCommand())
     .addCommand(splitCommand())

@@ -167,10 +167,19 @@ export function createCallAuthority(options: {
         });
         return recorded;
       }, APPEND_TX_OPTIONS);
-      logger.info({ participant: identity, serial: cert.serialNumber }, 'certificate recorded on first use');
+      logger.info(
+        { participant: identity, serial: cert.serialNumber },
+        'certificate recorded on first use',
+      );
     }
     if (cert.status !== 'active') {
-      throw await deny(call, identity, action, resource, fail('CERT_REVOKED', { serial: cert.serialNumber }));
+      throw await deny(
+        call,
+        identity,
+        action,
+        resource,
+        fail('CERT_REVOKED', { serial: cert.serialNumber }),
+      );
     }
     if (cert.participantId !== identity) {
       throw await deny(call, identity, action, resource, fail('PEER_UNAUTHENTICATED'));

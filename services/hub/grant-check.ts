@@ -26,13 +26,21 @@ export function grantCoversSequence(
   grant: Pick<Grant, 'fromSequence' | 'toSequence'>,
   sequence: number,
 ): boolean {
-  return sequence >= grant.fromSequence && (grant.toSequence == null || sequence <= grant.toSequence);
+  return (
+    sequence >= grant.fromSequence && (grant.toSequence == null || sequence <= grant.toSequence)
+  );
 }
 
-function grantCoversTensor(grant: Pick<Grant, 'kinds' | 'layers'>, tensor: RequestedTensor): boolean {
+function grantCoversTensor(
+  grant: Pick<Grant, 'kinds' | 'layers'>,
+  tensor: RequestedTensor,
+): boolean {
   if (!grant.kinds.includes(tensor.kind)) return false;
   if (tensor.kind !== 'hidden') return true;
-  return grant.layers.includes(ALL_LAYERS) || (tensor.layer !== undefined && grant.layers.includes(tensor.layer));
+  return (
+    grant.layers.includes(ALL_LAYERS) ||
+    (tensor.layer !== undefined && grant.layers.includes(tensor.layer))
+  );
 }
 
 /**
@@ -44,7 +52,8 @@ function grantCoversTensor(grant: Pick<Grant, 'kinds' | 'layers'>, tensor: Reque
 export function checkAccess(question: AccessQuestion) {
   const { participant, stream, sequence, tensors } = question;
   const onStream = question.grants.filter((g) => g.streamName === stream);
-  if (onStream.length === 0) throw fail('GRANT_DENIED', { participant, what: `stream "${stream}"` });
+  if (onStream.length === 0)
+    throw fail('GRANT_DENIED', { participant, what: `stream "${stream}"` });
   const inRange =
     sequence === undefined ? onStream : onStream.filter((g) => grantCoversSequence(g, sequence));
   if (inRange.length === 0) {
@@ -58,7 +67,10 @@ export function checkAccess(question: AccessQuestion) {
       ? `hidden layer "${uncovered.layer ?? '?'}" (tensor "${uncovered.name}")`
       : `${uncovered.kind} (tensor "${uncovered.name}")`
     : `this combination of tensors in one grant`;
-  throw fail('GRANT_DENIED', { participant, what: `${what} of version ${sequence} of stream "${stream}"` });
+  throw fail('GRANT_DENIED', {
+    participant,
+    what: `${what} of version ${sequence} of stream "${stream}"`,
+  });
 }
 
 /**

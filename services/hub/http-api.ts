@@ -8,7 +8,9 @@ import { appendAccess, queryAccessLog, verifyAccessChain } from '../registry/acc
 import { enrolParticipant, listParticipants } from '../registry/participants.js';
 import { getVersion, listVersions } from '../registry/knowledge.js';
 import type { KnowledgePublisher } from './publisher.js';
+import { registerStreamRoutes } from './stream-routes.js';
 import { registerTrustRoutes, type TrustApiContext } from './trust-routes.js';
+import { checkCheckpoints } from '../registry/chain-signing.js';
 import { registerPrivacyRoutes } from './privacy-routes.js';
 
 /** Options of {@link buildHttpApi}. */
@@ -339,7 +341,17 @@ export async function buildHttpApi(options: HttpApiOptions) {
     '/v1/audit/verify',
     { onRequest: allow(['auditor'], 'audit.verify') },
     async (request) => {
-      const report = await verifyAccessChain(prisma);
+      const chain = await verifyAccessChain(prisma);
+      // With the audit key at hand, the signed heads are checked too: a log rewritten with
+      // every hash recomputed is consistent, but no longer the log the hub signed.
+      const checkpoints = options.trust
+        ? await checkCheckpoints(prisma, options.trust.auditKey.publicKey)
+        : undefined;
+      const report = {
+        ...chain,
+        ok: chain.ok && !checkpoints?.firstBad,
+        ...(checkpoints ? { checkpoints } : {}),
+      };
       // A broken chain may also break appending (a deleted head row, say); the auditor
       // gets the report all the same, since it says where the log broke.
       await logAllowed(request, 'audit.verify', 'audit:log', { ok: report.ok }).catch(
@@ -350,6 +362,7 @@ export async function buildHttpApi(options: HttpApiOptions) {
   );
 
   registerPrivacyRoutes(app as unknown as FastifyInstance, prisma, { allow, logAllowed });
+  registerStreamRoutes(app as unknown as FastifyInstance, prisma, { allow, logAllowed });
 
   // The instance is typed with the hub's pino logger; the routes need only the base API.
   if (options.trust) {

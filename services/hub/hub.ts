@@ -165,7 +165,9 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         issuer: options.tokens.issuer,
         admission: options.trust?.admission ?? 'first-use',
         revocations,
-        ...(options.trust?.tokenTtlSeconds ? { tokenTtlSeconds: options.trust.tokenTtlSeconds } : {}),
+        ...(options.trust?.tokenTtlSeconds
+          ? { tokenTtlSeconds: options.trust.tokenTtlSeconds }
+          : {}),
       },
     });
     cleanups.push(() => listener.close());

@@ -146,7 +146,10 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       void record(call, caller.participant, action, resource, 'denied', {
         reason: `${err.message}; open stream closed`,
       }).catch((logErr: unknown) => logger.error({ err: logErr }, 'access log write failed'));
-      logger.info({ participant: caller.participant, serial }, 'stream closed: certificate revoked');
+      logger.info(
+        { participant: caller.participant, serial },
+        'stream closed: certificate revoked',
+      );
       failStream(call, toServiceError(err, logger));
     });
     call.once('close', unwatch);

@@ -19,7 +19,8 @@ export class CertificateRevocations {
     set.add(onRevoked);
     return () => {
       set.delete(onRevoked);
-      if (set.size === 0 && this.watchers.get(fingerprint) === set) this.watchers.delete(fingerprint);
+      if (set.size === 0 && this.watchers.get(fingerprint) === set)
+        this.watchers.delete(fingerprint);
     };
   }
 

@@ -20,7 +20,13 @@ import {
   rejectEnrolment,
   submitEnrolment,
 } from '../registry/enrolment.js';
-import { createGrant, grantSummary, listGrants, revokeGrant, GRANT_KINDS } from '../registry/grants.js';
+import {
+  createGrant,
+  grantSummary,
+  listGrants,
+  revokeGrant,
+  GRANT_KINDS,
+} from '../registry/grants.js';
 import type { CertificateRevocations } from './revocations.js';
 
 /** What the trust routes need from the hub. */

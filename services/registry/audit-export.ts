@@ -1,10 +1,5 @@
 import type { CryptoKey, KeyObject } from 'jose';
-import {
-  GENESIS_HASH,
-  hashAccessEntry,
-  toRecord,
-  type AccessLogRecord,
-} from './access-log.js';
+import { GENESIS_HASH, hashAccessEntry, toRecord, type AccessLogRecord } from './access-log.js';
 import { listCheckpoints, verifyChainHeadJws, type CheckpointRecord } from './chain-signing.js';
 import type { RegistryDb } from './database.js';
 
@@ -13,7 +8,13 @@ export const AUDIT_EXPORT_FORMAT = 'distillery.audit-export/1';
 
 /** One line of an NDJSON export. */
 export type ExportLine =
-  | { type: 'header'; format: string; exportedAt: string; headSequence: string; keyId: string | null }
+  | {
+      type: 'header';
+      format: string;
+      exportedAt: string;
+      headSequence: string;
+      keyId: string | null;
+    }
   | ({ type: 'checkpoint' } & CheckpointRecord)
   | ({ type: 'entry' } & AccessLogRecord);
 
@@ -104,7 +105,8 @@ export class ExportVerifier {
     if (parsed.type === 'checkpoint') {
       if (this.seenEntries) return this.bad(parsed.sequence, 'a signed head follows the entries');
       const verdict = await verifyChainHeadJws(parsed.jws, this.publicKey);
-      if (!verdict.ok) return this.bad(parsed.sequence, `signed head ${parsed.sequence}: ${verdict.problem}`);
+      if (!verdict.ok)
+        return this.bad(parsed.sequence, `signed head ${parsed.sequence}: ${verdict.problem}`);
       // The signed payload is what counts, not the copy of its fields beside it.
       const { sequence, hash } = verdict.claims;
       this.checkpoints.set(sequence, { hash, line: this.line });
@@ -113,7 +115,8 @@ export class ExportVerifier {
       if (seq === 0n) this.countCheckpoint(0n);
       return;
     }
-    if (parsed.type !== 'entry') return this.bad(null, `unknown line type "${String((parsed as { type?: unknown }).type)}"`);
+    if (parsed.type !== 'entry')
+      return this.bad(null, `unknown line type "${String((parsed as { type?: unknown }).type)}"`);
     this.seenEntries = true;
     return this.addEntry(parsed);
   }
@@ -127,21 +130,33 @@ export class ExportVerifier {
       return this.bad(String(entry.sequence), 'sequence is not an integer');
     }
     if (sequence < this.expected) {
-      return this.bad(entry.sequence, `entry ${sequence} comes after entry ${this.expected - 1n}: entries were reordered or duplicated`);
+      return this.bad(
+        entry.sequence,
+        `entry ${sequence} comes after entry ${this.expected - 1n}: entries were reordered or duplicated`,
+      );
     }
     if (sequence > this.expected) {
-      return this.bad(this.expected.toString(), `entry ${this.expected} is missing: the export goes on at ${sequence}`);
+      return this.bad(
+        this.expected.toString(),
+        `entry ${this.expected} is missing: the export goes on at ${sequence}`,
+      );
     }
     if (entry.prevHash !== this.prevHash) {
       const before = sequence === 1n ? 'the genesis hash' : `the hash of entry ${sequence - 1n}`;
-      return this.bad(entry.sequence, `prevHash is not ${before}: an entry was altered, moved or inserted here`);
+      return this.bad(
+        entry.sequence,
+        `prevHash is not ${before}: an entry was altered, moved or inserted here`,
+      );
     }
     if (hashAccessEntry(entry) !== entry.hash) {
       return this.bad(entry.sequence, 'hash does not match the content: the entry was altered');
     }
     const signed = this.checkpoints.get(entry.sequence);
     if (signed && signed.hash !== entry.hash) {
-      return this.bad(entry.sequence, `entry ${sequence} is not the entry the hub signed at this sequence: the log was rewritten`);
+      return this.bad(
+        entry.sequence,
+        `entry ${sequence} is not the entry the hub signed at this sequence: the log was rewritten`,
+      );
     }
     if (signed) this.countCheckpoint(sequence);
     this.expected = sequence + 1n;
@@ -169,13 +184,17 @@ export class ExportVerifier {
     const unproven = this.firstBad ? 0 : Number(last - this.provenThrough);
     if (!this.firstBad) {
       if (this.checkpoints.size === 0) {
-        this.notes.push('no signed head in the export: the chain is consistent but nothing proves it is the hub\'s');
+        this.notes.push(
+          "no signed head in the export: the chain is consistent but nothing proves it is the hub's",
+        );
       } else if (unproven > 0) {
         this.notes.push(
           `entries ${this.provenThrough + 1n}-${last} come after the last signed head: consistent, but no signature proves them; ask the hub for a fresh signed head`,
         );
       }
-      this.notes.push('entries removed from the end together with their signed heads cannot be seen in an export alone: compare with a signed head kept elsewhere');
+      this.notes.push(
+        'entries removed from the end together with their signed heads cannot be seen in an export alone: compare with a signed head kept elsewhere',
+      );
     }
     return {
       ok: !this.firstBad,

@@ -74,10 +74,7 @@ export async function signChainHead(
 }
 
 /** Signed heads, oldest first, up to `upTo` when given. */
-export async function listCheckpoints(
-  db: RegistryDb,
-  upTo?: bigint,
-): Promise<CheckpointRecord[]> {
+export async function listCheckpoints(db: RegistryDb, upTo?: bigint): Promise<CheckpointRecord[]> {
   const rows = await db.accessChainCheckpoint.findMany({
     where: upTo === undefined ? {} : { sequence: { lte: upTo } },
     orderBy: { sequence: 'asc' },
@@ -140,4 +137,63 @@ export function startChainSigning(
     clearInterval(timer);
     await running;
   };
+}
+
+/** What {@link checkCheckpoints} found. */
+export interface CheckpointCheck {
+  /** Signed heads checked. */
+  checked: number;
+  /** The highest sequence a valid signed head vouches for ("0" when none). */
+  provenThrough: string;
+  /** The first signed head whose signature fails or whose entry differs, and how. */
+  firstBad?: { sequence: string; problem: string };
+}
+
+/**
+ * Checks every signed head against the live log: the signature with the audit key, and the
+ * entry at its sequence having the hash it signed. Finds a log rewritten with every hash
+ * recomputed, which the chain alone cannot show.
+ */
+export async function checkCheckpoints(
+  db: RegistryDb,
+  publicKey: KeyObject | CryptoKey,
+): Promise<CheckpointCheck> {
+  const checkpoints = await listCheckpoints(db);
+  let proven = 0n;
+  const PAGE = 500;
+  for (let at = 0; at < checkpoints.length; at += PAGE) {
+    const page = checkpoints.slice(at, at + PAGE);
+    const rows = await db.accessLogEntry.findMany({
+      where: { sequence: { in: page.map((c) => BigInt(c.sequence)).filter((s) => s > 0n) } },
+      select: { sequence: true, hash: true },
+    });
+    const hashes = new Map(rows.map((r) => [r.sequence.toString(), r.hash]));
+    for (const cp of page) {
+      const verdict = await verifyChainHeadJws(cp.jws, publicKey);
+      if (!verdict.ok) {
+        return {
+          checked: at,
+          provenThrough: proven.toString(),
+          firstBad: { sequence: cp.sequence, problem: verdict.problem },
+        };
+      }
+      const { sequence, hash } = verdict.claims;
+      const actual = sequence === '0' ? GENESIS_HASH : hashes.get(sequence);
+      if (actual !== hash) {
+        return {
+          checked: at,
+          provenThrough: proven.toString(),
+          firstBad: {
+            sequence,
+            problem:
+              actual === undefined
+                ? `entry ${sequence}, signed by the hub, is gone from the log`
+                : `entry ${sequence} is not the entry the hub signed: the log was rewritten`,
+          },
+        };
+      }
+      if (BigInt(sequence) > proven) proven = BigInt(sequence);
+    }
+  }
+  return { checked: checkpoints.length, provenThrough: proven.toString() };
 }

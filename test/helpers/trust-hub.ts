@@ -85,7 +85,14 @@ export async function startTrustHub(options: {
     tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
     tokens: { publicKey: pki.jwtPublicKey, issuer: ISSUER, audience: AUDIENCE },
     enrol: options.enrolled,
-    teacher: { hidden: [8, 8], dropout: 0, batchSize: 256, learningRate: 1e-3, patience: 1, seed: 5 },
+    teacher: {
+      hidden: [8, 8],
+      dropout: 0,
+      batchSize: 256,
+      learningRate: 1e-3,
+      patience: 1,
+      seed: 5,
+    },
     logger,
     engine: await loadEngine({ logger }),
     trust: { caKey: pki.caKey, checkpointIntervalSeconds: 3600, ...options.trust },
@@ -127,7 +134,11 @@ export async function startTrustHub(options: {
     grpc: (cert) => {
       const client = new proto.distillery.v1.Knowledge(
         `localhost:${hub.grpcPort}`,
-        credentials.createSsl(Buffer.from(caPem), Buffer.from(cert.keyPem), Buffer.from(cert.certPem)),
+        credentials.createSsl(
+          Buffer.from(caPem),
+          Buffer.from(cert.keyPem),
+          Buffer.from(cert.certPem),
+        ),
         CHANNEL_OPTIONS,
       );
       clients.push(client);

@@ -54,7 +54,11 @@ beforeAll(async () => {
     client.GetManifest({ versionId: 'f'.repeat(64) }, bearer(null), () => resolve(null)),
   );
   await t.api('POST', '/v1/participants', operator, { id: 'bank-c' });
-  await t.api('POST', '/v1/grants', operator, { participant: 'bank-c', stream: 'default', kinds: ['logits'] });
+  await t.api('POST', '/v1/grants', operator, {
+    participant: 'bank-c',
+    stream: 'default',
+    kinds: ['logits'],
+  });
   const exported = await t.apiText('/v1/audit/export', auditor);
   expect(exported.status).toBe(200);
   exportLines = exported.text.trim().split('\n');
@@ -74,7 +78,11 @@ describe('roles on the HTTP API', () => {
     const res = await t.api('GET', '/v1/audit/log', participant);
     expect(res.status).toBe(403);
     expect(res.body.error.code).toBe('TOKEN_ROLE');
-    const log = await queryAccessLog(t.hub.registry.prisma, { actor: 'bank-a', action: 'audit.query', outcome: 'denied' });
+    const log = await queryAccessLog(t.hub.registry.prisma, {
+      actor: 'bank-a',
+      action: 'audit.query',
+      outcome: 'denied',
+    });
     expect(log.entries).toHaveLength(1);
   });
 
@@ -86,7 +94,11 @@ describe('roles on the HTTP API', () => {
   });
 
   it('refuses grant management to an auditor', async () => {
-    const res = await t.api('POST', '/v1/grants', auditor, { participant: 'bank-a', stream: 'default', kinds: ['logits'] });
+    const res = await t.api('POST', '/v1/grants', auditor, {
+      participant: 'bank-a',
+      stream: 'default',
+      kinds: ['logits'],
+    });
     expect(res.status).toBe(403);
     expect((await t.api('GET', '/v1/grants', auditor)).status).toBe(403);
   });
@@ -121,7 +133,10 @@ describe('enrolment material', () => {
   });
 
   it('refuses to register a certificate of another CA', async () => {
-    const rogue = await issueClientCertificate(await createCertificateAuthority({ commonName: 'Rogue' }), { identity: 'bank-a' });
+    const rogue = await issueClientCertificate(
+      await createCertificateAuthority({ commonName: 'Rogue' }),
+      { identity: 'bank-a' },
+    );
     const res = await t.api('POST', '/v1/certificates', operator, { certPem: rogue.certPem });
     expect(res.status).toBe(400);
     expect(res.body.error.message).toMatch(/not signed by this hub's CA/);
@@ -138,7 +153,9 @@ describe('enrolment material', () => {
       keyPem: await readFile(t.fixture.pki.caKey, 'utf8'),
     };
     const other = await issueClientCertificate(ca, { identity: 'bank-y' });
-    const wrong = await t.api('POST', `/v1/enrolments/${id}/approve`, operator, { certPem: other.certPem });
+    const wrong = await t.api('POST', `/v1/enrolments/${id}/approve`, operator, {
+      certPem: other.certPem,
+    });
     expect(wrong.status).toBe(400);
     expect(wrong.body.error.message).toMatch(/not issued for enrolment request/);
     expect((await t.api('POST', `/v1/enrolments/${id}/approve`, operator, {})).status).toBe(200);
@@ -156,7 +173,11 @@ describe('enrolment material', () => {
     });
     expect(res.status).toBe(400);
     expect(res.body.error.message).toMatch(/kind "hidden" needs the layers/);
-    const unknown = await t.api('POST', '/v1/grants', operator, { participant: 'bank-a', stream: 'default', kinds: ['weights'] });
+    const unknown = await t.api('POST', '/v1/grants', operator, {
+      participant: 'bank-a',
+      stream: 'default',
+      kinds: ['weights'],
+    });
     expect(unknown.status).toBe(400);
   });
 });
@@ -179,14 +200,20 @@ describe('an exported log verified offline', () => {
     lines[i] = JSON.stringify(entry);
     const report = await verify(lines);
     expect(report.ok).toBe(false);
-    expect(report.firstBad).toMatchObject({ sequence: '3', problem: expect.stringMatching(/altered/) });
+    expect(report.firstBad).toMatchObject({
+      sequence: '3',
+      problem: expect.stringMatching(/altered/),
+    });
   });
 
   it('names a deleted entry', async () => {
     const lines = [...exportLines];
     lines.splice(entryIndex(lines, 4), 1);
     const report = await verify(lines);
-    expect(report.firstBad).toMatchObject({ sequence: '4', problem: expect.stringMatching(/entry 4 is missing/) });
+    expect(report.firstBad).toMatchObject({
+      sequence: '4',
+      problem: expect.stringMatching(/entry 4 is missing/),
+    });
   });
 
   it('names reordered entries', async () => {
@@ -230,7 +257,9 @@ describe('an exported log verified offline', () => {
       const { type, hash, ...fields } = e as Record<string, unknown>;
       void type;
       void hash;
-      const next = { ...fields, sequence: String(n + 1), prevHash: prev } as Parameters<typeof hashAccessEntry>[0];
+      const next = { ...fields, sequence: String(n + 1), prevHash: prev } as Parameters<
+        typeof hashAccessEntry
+      >[0];
       prev = hashAccessEntry(next);
       return { type: 'entry', ...next, hash: prev };
     });
@@ -251,7 +280,12 @@ describe('an exported log verified offline', () => {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const parsed = parse(exportLines);
     const cp = parsed.find((l) => l.type === 'checkpoint')!;
-    const payload = canonicalJson({ iss: 'x', sequence: cp.sequence, hash: cp.hash, signedAt: cp.signedAt });
+    const payload = canonicalJson({
+      iss: 'x',
+      sequence: cp.sequence,
+      hash: cp.hash,
+      signedAt: cp.signedAt,
+    });
     const jws = await new CompactSign(new TextEncoder().encode(payload))
       .setProtectedHeader({ alg: 'ES256', typ: 'distillery-chain-head+jws' })
       .sign(privateKey);
@@ -282,9 +316,14 @@ describe('an exported log verified offline', () => {
     lines[i] = JSON.stringify(entry);
     const bad = join(t.fixture.dir, 'tampered.ndjson');
     await writeFile(bad, lines.join('\n') + '\n');
-    const failed = await run('node', ['bin/distillery.js', 'audit', 'verify', bad, '--key', jwksPath]).catch(
-      (err: { code: number; stdout: string }) => err,
-    );
+    const failed = await run('node', [
+      'bin/distillery.js',
+      'audit',
+      'verify',
+      bad,
+      '--key',
+      jwksPath,
+    ]).catch((err: { code: number; stdout: string }) => err);
     expect((failed as { code: number }).code).toBe(2);
     expect(JSON.parse((failed as { stdout: string }).stdout).firstBad.sequence).toBe('5');
   }, 60_000);
@@ -295,23 +334,80 @@ describe('the live log checked by the hub', () => {
   const prisma = () => t.hub.registry.prisma;
 
   it('reports an edited entry and where, and intact again once restored', async () => {
-    const [row] = await prisma().$queryRaw<{ actor: string }[]>`SELECT actor FROM access_log_entry WHERE sequence = 2`;
+    const [row] = await prisma().$queryRaw<
+      { actor: string }[]
+    >`SELECT actor FROM access_log_entry WHERE sequence = 2`;
     await prisma().$executeRaw`UPDATE access_log_entry SET actor = 'intruder' WHERE sequence = 2`;
     const broken = await report();
-    await prisma().$executeRaw`UPDATE access_log_entry SET actor = ${row!.actor} WHERE sequence = 2`;
+    await prisma()
+      .$executeRaw`UPDATE access_log_entry SET actor = ${row!.actor} WHERE sequence = 2`;
     expect(broken.ok).toBe(false);
-    expect(broken.firstBad).toMatchObject({ sequence: '2', problem: expect.stringMatching(/altered/) });
+    expect(broken.firstBad).toMatchObject({
+      sequence: '2',
+      problem: expect.stringMatching(/altered/),
+    });
     expect((await report()).ok).toBe(true);
   });
 
   it('reports a deleted entry', async () => {
-    const rows = await prisma().$queryRaw<Record<string, unknown>[]>`SELECT * FROM access_log_entry WHERE sequence = 3`;
+    const rows = await prisma().$queryRaw<
+      Record<string, unknown>[]
+    >`SELECT * FROM access_log_entry WHERE sequence = 3`;
     await prisma().$executeRaw`DELETE FROM access_log_entry WHERE sequence = 3`;
     const broken = await report();
     const r = rows[0]!;
-    await prisma().$executeRaw`INSERT INTO access_log_entry (sequence, at, actor, action, resource, outcome, reason, detail, peer_address, prev_hash, hash)
+    await prisma()
+      .$executeRaw`INSERT INTO access_log_entry (sequence, at, actor, action, resource, outcome, reason, detail, peer_address, prev_hash, hash)
       VALUES (${r.sequence}, ${r.at}, ${r.actor}, ${r.action}, ${r.resource}, ${r.outcome}, ${r.reason}, ${r.detail === null ? null : JSON.stringify(r.detail)}::jsonb, ${r.peer_address}, ${r.prev_hash}, ${r.hash})`;
-    expect(broken.firstBad).toMatchObject({ sequence: '3', problem: expect.stringMatching(/missing/) });
+    expect(broken.firstBad).toMatchObject({
+      sequence: '3',
+      problem: expect.stringMatching(/missing/),
+    });
     expect((await report()).ok).toBe(true);
+  });
+
+  // Destroys the log: the last case of the file.
+  it('reports a log rewritten with every hash recomputed, through its signed heads', async () => {
+    expect((await t.api('POST', '/v1/audit/checkpoints', auditor, {})).status).toBe(201);
+    const rows = await prisma().accessLogEntry.findMany({ orderBy: { sequence: 'asc' } });
+    let prev = '0'.repeat(64);
+    const rewritten = rows
+      .filter((r) => r.sequence !== 2n)
+      .map((r, n) => {
+        const fields = {
+          sequence: String(n + 1),
+          at: r.at.toISOString(),
+          actor: r.actor,
+          action: r.action,
+          resource: r.resource,
+          outcome: r.outcome,
+          reason: r.reason,
+          detail: r.detail,
+          peerAddress: r.peerAddress,
+          prevHash: prev,
+        };
+        prev = hashAccessEntry(fields);
+        return {
+          ...r,
+          sequence: BigInt(n + 1),
+          prevHash: fields.prevHash,
+          hash: prev,
+          detail: r.detail ?? undefined,
+        };
+      });
+    await prisma().$transaction(async (tx) => {
+      await tx.accessLogEntry.deleteMany({});
+      await tx.accessLogEntry.createMany({ data: rewritten as never });
+      await tx.accessChainHead.update({
+        where: { id: 1 },
+        data: { sequence: BigInt(rewritten.length), hash: prev },
+      });
+    });
+    const result = await report();
+    expect(result.entries).toBe(rewritten.length);
+    expect(result.ok).toBe(false);
+    expect(result.checkpoints.firstBad.problem).toMatch(
+      /not the entry the hub signed|is gone from the log/,
+    );
   });
 });

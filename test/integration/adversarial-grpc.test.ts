@@ -1,7 +1,12 @@
 // Attacks on the hub's gRPC knowledge service, each against a real hub over real mTLS: bad
 // certificates, forged or misused tokens, calls outside grants, forged identity in metadata.
 import { credentials, status as GrpcStatus } from '@grpc/grpc-js';
-import { createPrivateKey, createPublicKey, createSecretKey, generateKeyPairSync } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  createSecretKey,
+  generateKeyPairSync,
+} from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,7 +44,10 @@ let tokenKeyPem: string;
 const bankA = () => t.participantCert('bank-a');
 
 /** A token signed with the hub's own participant-token key, with the claims given. */
-async function craft(claims: Record<string, unknown>, opts: { exp?: number | null; aud?: string; iss?: string } = {}) {
+async function craft(
+  claims: Record<string, unknown>,
+  opts: { exp?: number | null; aud?: string; iss?: string } = {},
+) {
   const key = createPrivateKey(tokenKeyPem);
   const now = Math.floor(Date.now() / 1000);
   const jwt = new SignJWT({ role: 'participant', ...claims })
@@ -197,7 +205,12 @@ describe('certificates', () => {
   it('closes an open subscription of a certificate when it is revoked', async () => {
     const { csrPem, keyPem } = await createCertificateSigningRequest({ identity: 'bank-s' });
     const submitted = await t.api('POST', '/v1/enrolments', operator, { csrPem });
-    const approved = await t.api('POST', `/v1/enrolments/${submitted.body.enrolment.id}/approve`, operator, {});
+    const approved = await t.api(
+      'POST',
+      `/v1/enrolments/${submitted.body.enrolment.id}/approve`,
+      operator,
+      {},
+    );
     const cert = { certPem: approved.body.certPem as string, keyPem };
     const client = t.grpc(cert);
     const token = await issueToken(client);
@@ -222,7 +235,12 @@ describe('certificates', () => {
     const { csrPem, keyPem } = await createCertificateSigningRequest({ identity: 'bank-a' });
     const submitted = await t.api('POST', '/v1/enrolments', operator, { csrPem });
     expect(submitted.status).toBe(201);
-    const approved = await t.api('POST', `/v1/enrolments/${submitted.body.enrolment.id}/approve`, operator, {});
+    const approved = await t.api(
+      'POST',
+      `/v1/enrolments/${submitted.body.enrolment.id}/approve`,
+      operator,
+      {},
+    );
     expect(approved.status).toBe(200);
     expect(approved.body.certificate.source).toBe('enrolment');
     const rotated = createHubClient({
@@ -259,14 +277,20 @@ describe('certificates', () => {
       const fresh = await issueClientCertificate(await ca(), { identity: 'bank-b' });
       const stub = new (loadKnowledgeProto().distillery.v1.Knowledge)(
         `localhost:${strict.port}`,
-        credentials.createSsl(Buffer.from(t.caPem), Buffer.from(fresh.keyPem), Buffer.from(fresh.certPem)),
+        credentials.createSsl(
+          Buffer.from(t.caPem),
+          Buffer.from(fresh.keyPem),
+          Buffer.from(fresh.certPem),
+        ),
         CHANNEL_OPTIONS,
       );
       await expect(issueToken(stub)).rejects.toMatchObject({
         code: GrpcStatus.UNAUTHENTICATED,
         details: expect.stringMatching(/is not registered at this hub/),
       });
-      const registered = await t.api('POST', '/v1/certificates', operator, { certPem: fresh.certPem });
+      const registered = await t.api('POST', '/v1/certificates', operator, {
+        certPem: fresh.certPem,
+      });
       expect(registered.status).toBe(201);
       expect(registered.body.certificate.source).toBe('upload');
       expect(await issueToken(stub)).toMatch(/^ey/);
@@ -278,22 +302,35 @@ describe('certificates', () => {
 
   it("refuses an auditor's certificate on a participant call", async () => {
     const files = t.fixture.pki.auditor('aud-1');
-    const client = t.grpc({ certPem: await readFile(files.cert, 'utf8'), keyPem: await readFile(files.key, 'utf8') });
+    const client = t.grpc({
+      certPem: await readFile(files.cert, 'utf8'),
+      keyPem: await readFile(files.key, 'utf8'),
+    });
     await expect(issueToken(client)).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
     expect(await deniedEntries('auditor:aud-1', 'token.issue')).toHaveLength(1);
   });
 
   it("refuses an operator's certificate on a participant call", async () => {
     const files = t.fixture.pki.operator('op-1');
-    const client = t.grpc({ certPem: await readFile(files.cert, 'utf8'), keyPem: await readFile(files.key, 'utf8') });
-    const token = await craft({ sub: 'op-1', cnf: { 'x5t#S256': thumbprint(await readFile(files.cert, 'utf8')) } });
+    const client = t.grpc({
+      certPem: await readFile(files.cert, 'utf8'),
+      keyPem: await readFile(files.key, 'utf8'),
+    });
+    const token = await craft({
+      sub: 'op-1',
+      cnf: { 'x5t#S256': thumbprint(await readFile(files.cert, 'utf8')) },
+    });
     const { err } = await getManifest(client, v1, bearer(token));
     expect(err?.code).toBe(GrpcStatus.PERMISSION_DENIED);
   });
 });
 
 describe('certificate-bound tokens', () => {
-  const expectRefused = async (token: string | null, reason: RegExp, extra: Record<string, string> = {}) => {
+  const expectRefused = async (
+    token: string | null,
+    reason: RegExp,
+    extra: Record<string, string> = {},
+  ) => {
     const cert = await bankA();
     const before = (await deniedEntries('bank-a', 'manifest')).length;
     const { err, manifest } = await getManifest(t.grpc(cert), v1, bearer(token, extra));
@@ -305,6 +342,33 @@ describe('certificate-bound tokens', () => {
     expect(after.at(-1)?.reason).toMatch(reason);
   };
   const bankAThumb = async () => thumbprint((await bankA()).certPem);
+
+  it('has the participant client ask for one token and reuse it until it nears expiry', async () => {
+    const files = await t.participantCert('bank-b');
+    const issued = async () =>
+      (
+        await queryAccessLog(t.hub.registry.prisma, {
+          actor: 'bank-b',
+          action: 'token.issue',
+          limit: 1000,
+        })
+      ).entries.length;
+    const before = await issued();
+    const reusing = createHubClient({ address: t.address, caPem: t.caPem, ...files });
+    for (let i = 0; i < 3; i++) await reusing.getManifest(v1);
+    reusing.close();
+    expect(await issued()).toBe(before + 1);
+    // A refresh margin longer than the token's life makes it renew before every call.
+    const renewing = createHubClient({
+      address: t.address,
+      caPem: t.caPem,
+      ...files,
+      tokenRefreshSeconds: 400,
+    });
+    for (let i = 0; i < 3; i++) await renewing.getManifest(v1);
+    renewing.close();
+    expect(await issued()).toBe(before + 4);
+  });
 
   it('serves a call with a token the hub issued to this certificate', async () => {
     const client = t.grpc(await bankA());
@@ -323,26 +387,38 @@ describe('certificate-bound tokens', () => {
   });
 
   it('refuses a token without exp', async () => {
-    await expectRefused(await craft({ sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } }, { exp: null }), /no exp claim/);
+    await expectRefused(
+      await craft({ sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } }, { exp: null }),
+      /no exp claim/,
+    );
   });
 
   it('refuses a token for another audience', async () => {
     await expectRefused(
-      await craft({ sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } }, { aud: 'distillery-hub-api' }),
+      await craft(
+        { sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } },
+        { aud: 'distillery-hub-api' },
+      ),
       /audience mismatch/,
     );
   });
 
   it('refuses a token from another issuer', async () => {
     await expectRefused(
-      await craft({ sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } }, { iss: 'https://evil.test' }),
+      await craft(
+        { sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } },
+        { iss: 'https://evil.test' },
+      ),
       /issuer mismatch/,
     );
   });
 
   it('refuses an unsigned token (alg: none)', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const unsigned = new UnsecuredJWT({ role: 'participant', cnf: { 'x5t#S256': await bankAThumb() } })
+    const unsigned = new UnsecuredJWT({
+      role: 'participant',
+      cnf: { 'x5t#S256': await bankAThumb() },
+    })
       .setSubject('bank-a')
       .setIssuer(ISSUER)
       .setAudience(KNOWLEDGE_AUDIENCE)
@@ -352,9 +428,15 @@ describe('certificate-bound tokens', () => {
   });
 
   it("refuses an HMAC token keyed with the hub's public key", async () => {
-    const publicPem = createPublicKey(createPrivateKey(tokenKeyPem)).export({ type: 'spki', format: 'pem' });
+    const publicPem = createPublicKey(createPrivateKey(tokenKeyPem)).export({
+      type: 'spki',
+      format: 'pem',
+    });
     const now = Math.floor(Date.now() / 1000);
-    const forged = await new SignJWT({ role: 'participant', cnf: { 'x5t#S256': await bankAThumb() } })
+    const forged = await new SignJWT({
+      role: 'participant',
+      cnf: { 'x5t#S256': await bankAThumb() },
+    })
       .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt' })
       .setSubject('bank-a')
       .setIssuer(ISSUER)
@@ -374,7 +456,10 @@ describe('certificate-bound tokens', () => {
 
   it('accepts a token expired within the clock tolerance', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const token = await craft({ sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } }, { exp: now - 5 });
+    const token = await craft(
+      { sub: 'bank-a', cnf: { 'x5t#S256': await bankAThumb() } },
+      { exp: now - 5 },
+    );
     const { err } = await getManifest(t.grpc(await bankA()), v1, bearer(token));
     expect(err).toBeNull();
   });
@@ -382,7 +467,10 @@ describe('certificate-bound tokens', () => {
   it('refuses a well-formed token signed by a key other than the hub’s', async () => {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const now = Math.floor(Date.now() / 1000);
-    const forged = await new SignJWT({ role: 'participant', cnf: { 'x5t#S256': await bankAThumb() } })
+    const forged = await new SignJWT({
+      role: 'participant',
+      cnf: { 'x5t#S256': await bankAThumb() },
+    })
       .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' })
       .setSubject('bank-a')
       .setIssuer(ISSUER)
@@ -397,7 +485,10 @@ describe('certificate-bound tokens', () => {
   });
 
   it('refuses an operator API token presented on gRPC', async () => {
-    await expectRefused(await t.apiToken('operator'), /signature does not verify|audience mismatch/);
+    await expectRefused(
+      await t.apiToken('operator'),
+      /signature does not verify|audience mismatch/,
+    );
   });
 
   it('refuses credentials of another scheme, and a bearer value that is no JWS', async () => {
@@ -412,7 +503,10 @@ describe('certificate-bound tokens', () => {
   it('refuses a token that is not yet valid', async () => {
     const key = createPrivateKey(tokenKeyPem);
     const now = Math.floor(Date.now() / 1000);
-    const early = await new SignJWT({ role: 'participant', cnf: { 'x5t#S256': await bankAThumb() } })
+    const early = await new SignJWT({
+      role: 'participant',
+      cnf: { 'x5t#S256': await bankAThumb() },
+    })
       .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' })
       .setSubject('bank-a')
       .setIssuer(ISSUER)
@@ -430,7 +524,11 @@ describe('certificate-bound tokens', () => {
     const { err } = await getManifest(
       client,
       v2,
-      bearer(token, { 'x-participant-id': 'bank-a', 'x-distillery-identity': 'bank-a', 'x-forwarded-client-cert': 'CN=bank-a' }),
+      bearer(token, {
+        'x-participant-id': 'bank-a',
+        'x-distillery-identity': 'bank-a',
+        'x-forwarded-client-cert': 'CN=bank-a',
+      }),
     );
     expect(err?.code).toBe(GrpcStatus.PERMISSION_DENIED);
     const denied = await deniedEntries('bank-c', 'manifest');
@@ -449,7 +547,9 @@ describe('grants', () => {
     const { err } = await getManifest(client, v2, bearer(await issueToken(client)));
     expect(err?.code).toBe(GrpcStatus.PERMISSION_DENIED);
     expect(err?.details).toMatch(/holds no grant for version 2 of stream "default"/);
-    expect((await deniedEntries('bank-c', 'manifest')).at(-1)?.detail).toMatchObject({ sequence: 2 });
+    expect((await deniedEntries('bank-c', 'manifest')).at(-1)?.detail).toMatchObject({
+      sequence: 2,
+    });
   });
 
   it('serves the manifest of a version inside the grant', async () => {
@@ -493,23 +593,42 @@ describe('grants', () => {
 
   it('sends only the granted tensors when a download names none', async () => {
     const client = t.grpc(await bankC());
-    const all = (await drainStream(t.grpc(await bankA()).FetchChunks(
-      { versionId: v1, fromIndex: 0, tensors: [], indices: [] },
-      bearer(await issueToken(t.grpc(await bankA()))),
-    ))).items;
+    const all = (
+      await drainStream(
+        t
+          .grpc(await bankA())
+          .FetchChunks(
+            { versionId: v1, fromIndex: 0, tensors: [], indices: [] },
+            bearer(await issueToken(t.grpc(await bankA()))),
+          ),
+      )
+    ).items;
     const mine = await drainStream(
-      client.FetchChunks({ versionId: v1, fromIndex: 0, tensors: [], indices: [] }, bearer(await issueToken(client))),
+      client.FetchChunks(
+        { versionId: v1, fromIndex: 0, tensors: [], indices: [] },
+        bearer(await issueToken(client)),
+      ),
     );
     expect(mine.err).toBeNull();
     expect(mine.items.length).toBeGreaterThan(0);
     expect(mine.items.length).toBeLessThan(all.length);
-    const log = await queryAccessLog(t.hub.registry.prisma, { actor: 'bank-c', action: 'download', outcome: 'allowed', limit: 1000 });
-    expect(log.entries.at(-1)?.detail).toMatchObject({ tensors: ['probabilities', 'hidden.hidden_1'] });
+    const log = await queryAccessLog(t.hub.registry.prisma, {
+      actor: 'bank-c',
+      action: 'download',
+      outcome: 'allowed',
+      limit: 1000,
+    });
+    expect(log.entries.at(-1)?.detail).toMatchObject({
+      tensors: ['probabilities', 'hidden.hidden_1'],
+    });
   });
 
   it('announces only versions inside the grant', async () => {
     const client = t.grpc(await bankC());
-    const stream = client.Subscribe({ stream: 'default', afterSequence: '0' }, bearer(await issueToken(client)));
+    const stream = client.Subscribe(
+      { stream: 'default', afterSequence: '0' },
+      bearer(await issueToken(client)),
+    );
     const iterator = (stream as AsyncIterable<{ versionId: string }>)[Symbol.asyncIterator]();
     const first = await iterator.next();
     // Version 2 is published too; the hub would send it at once if the grant allowed it.
@@ -524,7 +643,10 @@ describe('grants', () => {
 
   it('refuses a subscription to a participant without a grant on the stream', async () => {
     const client = t.grpc(await t.participantCert('bank-d'));
-    const stream = client.Subscribe({ stream: 'default', afterSequence: '0' }, bearer(await issueToken(client)));
+    const stream = client.Subscribe(
+      { stream: 'default', afterSequence: '0' },
+      bearer(await issueToken(client)),
+    );
     const { err } = await drainStream(stream);
     expect(err?.code).toBe(GrpcStatus.PERMISSION_DENIED);
     expect(err?.details).toMatch(/holds no grant for stream "default"/);
@@ -541,7 +663,9 @@ describe('grants', () => {
     const token = await issueToken(client);
     expect((await getManifest(client, v1, bearer(token))).err).toBeNull();
     await t.api('POST', `/v1/grants/${grantD.body.grant.id}/revoke`, operator, {});
-    expect((await getManifest(client, v1, bearer(token))).err?.code).toBe(GrpcStatus.PERMISSION_DENIED);
+    expect((await getManifest(client, v1, bearer(token))).err?.code).toBe(
+      GrpcStatus.PERMISSION_DENIED,
+    );
 
     const shortLived = await t.api('POST', '/v1/grants', operator, {
       participant: 'bank-d',
@@ -552,7 +676,9 @@ describe('grants', () => {
     expect(shortLived.status).toBe(201);
     expect((await getManifest(client, v1, bearer(token))).err).toBeNull();
     await new Promise((resolve) => setTimeout(resolve, 1800));
-    expect((await getManifest(client, v1, bearer(token))).err?.code).toBe(GrpcStatus.PERMISSION_DENIED);
+    expect((await getManifest(client, v1, bearer(token))).err?.code).toBe(
+      GrpcStatus.PERMISSION_DENIED,
+    );
   });
 
   it('refuses a participant that is not enrolled, whatever its certificate', async () => {
@@ -564,6 +690,8 @@ describe('grants', () => {
       keyPem: await readFile(t.fixture.pki.caKey, 'utf8'),
     };
     const stranger = await issueClientCertificate(ca, { identity: 'bank-z' });
-    await expect(issueToken(t.grpc(stranger))).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+    await expect(issueToken(t.grpc(stranger))).rejects.toMatchObject({
+      code: GrpcStatus.PERMISSION_DENIED,
+    });
   });
 });

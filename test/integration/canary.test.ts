@@ -3,13 +3,23 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
-import { readAllRows, writeRows } from '../../services/shared/data/csv.js';
+import { readAllRows, readLabelledRows, writeRows } from '../../services/shared/data/csv.js';
 import type { PkiLayout } from '../../services/shared/pki/index.js';
 import { loadKnowledgeProto } from '../../services/shared/transport/proto.js';
 import { loadEngine } from '../../services/shared/ml/engine.js';
 import { startHub, type RunningHub } from '../../services/hub/hub.js';
 import { startParticipant } from '../../services/participant/participant.js';
 import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
+import { getDatasetSchema } from '../../services/shared/data/dataset-schema.js';
+import {
+  encodeRows,
+  featureDim,
+  parsePreprocessorSpec,
+} from '../../services/shared/data/preprocessing.js';
+import { parseManifest } from '../../services/shared/knowledge/manifest.js';
+import { createGrant, revokeGrant } from '../../services/registry/grants.js';
+import { createHubClient } from '../../services/participant/hub-client.js';
+import { queryTeacher } from '../../services/participant/query-client.js';
 
 const logger = silentLogger();
 
@@ -40,6 +50,28 @@ async function filesUnder(dir: string): Promise<Buffer[]> {
   );
 }
 
+/** Every release policy a grant can set, each tried in query mode. */
+const QUERY_POLICIES = {
+  logits: { queryMode: true },
+  topk: { release: 'topk', k: 1, queryMode: true },
+  label: { release: 'label', queryMode: true },
+  'temperature-floor': { release: 'topk', k: 2, temperatureFloor: 8, queryMode: true },
+  'row-cap': { release: 'label', queryMode: true, rowCap: 200, period: 'day' },
+  'dp-gaussian': {
+    release: 'topk',
+    k: 2,
+    queryMode: true,
+    dp: { mechanism: 'gaussian', epsilon: 2, delta: 1e-6, teachers: 4 },
+    budget: { epsilon: 4, delta: 1e-5 },
+  },
+  pate: {
+    release: 'label',
+    queryMode: true,
+    dp: { mechanism: 'pate', epsilon: 2, delta: 1e-6, teachers: 4 },
+    budget: { epsilon: 4, delta: 1e-5 },
+  },
+};
+
 describe('hub-private rows never leave the hub', () => {
   let fixture: FederationFixture;
   let dir: string;
@@ -48,6 +80,7 @@ describe('hub-private rows never leave the hub', () => {
   let privateCsvLines: string[];
   const wire: Buffer[] = [];
   let participantFiles: Buffer[] = [];
+  const queried: { name: string; kind: string; mechanism: string; rows: number }[] = [];
 
   beforeAll(async () => {
     fixture = await createFederationFixture('canary', 3);
@@ -149,6 +182,50 @@ describe('hub-private rows never leave the hub', () => {
     });
     await participant.done;
     participantFiles = await filesUnder(join(dir, 'bank-a-state'));
+
+    // Query mode under every release policy, through the same tap: bank-a sends its own
+    // rows and each answer joins the bytes searched below.
+    const client = createHubClient({
+      address: `localhost:${hub.grpcPort}`,
+      caPem: await readFile(pki.caCert),
+      certPem: await readFile(pki.participant('bank-a').cert),
+      keyPem: await readFile(pki.participant('bank-a').key),
+      interceptors: [tap],
+    });
+    try {
+      const versionId = (await hub.registry.prisma.knowledgeVersion.findFirstOrThrow()).id;
+      const manifest = parseManifest(versionId, await client.getManifest(versionId));
+      const spec = parsePreprocessorSpec(manifest.preprocessing);
+      const own = readLabelledRows(
+        join(split.participantDirs['bank-a'], 'own.csv'),
+        getDatasetSchema('lending_club'),
+      );
+      const x = encodeRows(spec, own.rows.slice(0, 200));
+      let previous: string | undefined;
+      for (const [name, policy] of Object.entries(QUERY_POLICIES)) {
+        if (previous) await revokeGrant(hub.registry.prisma, previous, { actor: 'test' });
+        const grant = await createGrant(
+          hub.registry.prisma,
+          {
+            participantId: 'bank-a',
+            stream: 'default',
+            kinds: ['logits', 'probabilities'],
+            policy,
+          },
+          { actor: 'test' },
+        );
+        previous = grant.id;
+        const answer = await queryTeacher(client, {
+          stream: 'default',
+          x,
+          features: featureDim(spec),
+          temperature: 2,
+        });
+        queried.push({ name, kind: answer.kind, mechanism: answer.mechanism, rows: answer.rows });
+      }
+    } finally {
+      client.close();
+    }
   }, 300_000);
 
   afterAll(async () => {
@@ -159,6 +236,22 @@ describe('hub-private rows never leave the hub', () => {
   it('sent the participant a whole version (the capture is not empty)', () => {
     const bytes = wire.reduce((n, b) => n + b.byteLength, 0);
     expect(bytes).toBeGreaterThan(100_000);
+  });
+
+  it('answered a query under every release policy (their answers are searched too)', () => {
+    expect(queried.map((q) => q.name)).toEqual(Object.keys(QUERY_POLICIES));
+    expect(queried.every((q) => q.rows === 200)).toBe(true);
+    expect(queried.map((q) => q.mechanism)).toEqual([
+      'none',
+      'none',
+      'none',
+      'none',
+      'none',
+      'gaussian',
+      'pate',
+    ]);
+    expect(queried[0].kind).toBe('logits');
+    expect(queried[2].kind).toBe('label');
   });
 
   it('finds the canaries in the hub file itself, so the search can see them', async () => {

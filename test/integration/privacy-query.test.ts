@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readLabelledRows } from '../../services/shared/data/csv.js';
+import { spawnSync } from 'node:child_process';
+import { readAllRows, readLabelledRows, writeRows } from '../../services/shared/data/csv.js';
 import { getDatasetSchema } from '../../services/shared/data/dataset-schema.js';
 import {
   encodeRows,
@@ -38,8 +39,8 @@ const DP_POLICY = {
   dp: { mechanism: 'gaussian', epsilon: 1, delta: 1e-6, teachers: 5 },
   budget: { epsilon: 1.6, delta: 1e-5 },
 };
-/** bank-b: label only, no DP, a cap of 150 rows a day. */
-const LABEL_POLICY = { release: 'label', queryMode: true, rowCap: 150, period: 'day' };
+/** bank-b: label only, no DP, a cap of 200 rows a day. */
+const LABEL_POLICY = { release: 'label', queryMode: true, rowCap: 200, period: 'day' };
 
 describe('query mode over mTLS with release policies and the privacy ledger', () => {
   let fixture: FederationFixture;
@@ -52,7 +53,7 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
   let auditorToken: string;
 
   beforeAll(async () => {
-    fixture = await createFederationFixture('privacy-query', 5, ['bank-a', 'bank-b', 'bank-c']);
+    fixture = await createFederationFixture('privacy-query', 5, ['bank-a', 'bank-b']);
     pki = fixture.pki;
     const { split, dir } = fixture;
     const engine = await loadEngine({ logger });
@@ -68,7 +69,9 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
       http: { host: '127.0.0.1', port: 0 },
       tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
       tokens: { publicKey: pki.jwtPublicKey, issuer: ISSUER, audience: AUDIENCE },
-      enrol: ['bank-a', 'bank-b', 'bank-c'],
+      enrol: ['bank-a', 'bank-b'],
+      // On "other" the participants hold only the plain start-up grant: no query mode.
+      streams: ['default', 'other'],
       teacher: {
         hidden: [16],
         dropout: 0,
@@ -108,7 +111,7 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
       { actor: 'operator-test' },
     );
 
-    for (const id of ['bank-a', 'bank-b', 'bank-c']) {
+    for (const id of ['bank-a', 'bank-b']) {
       const files = pki.participant(id);
       clients[id] = createHubClient({
         address: `localhost:${hub.grpcPort}`,
@@ -251,9 +254,16 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
     for (let r = 0; r < 100; r++) {
       expect([answer.values[2 * r], answer.values[2 * r + 1]].sort()).toEqual([0, 1]);
     }
-    const err = await refusal(queryTeacher(clients['bank-b'], { stream: 'default', x, features }));
+    const more = new Float32Array(150 * features);
+    more.set(x);
+    more.set(x.subarray(0, 50 * features), 100 * features);
+    const err = await refusal(
+      queryTeacher(clients['bank-b'], { stream: 'default', x: more, features }),
+    );
     expect(err.code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
-    expect(err.details).toMatch(/bank-b may receive 150 rows per day; 100 were released already/);
+    expect(err.details).toBe(
+      'bank-b may receive 200 rows per day; 100 were released already and this call asks for 150',
+    );
     // 50 rows still fit.
     const rest = await queryTeacher(clients['bank-b'], {
       stream: 'default',
@@ -263,14 +273,49 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
     expect(rest.rows).toBe(50);
   });
 
+  it('serves `distillery query` from the command line, up to the cap', async () => {
+    const own = readAllRows(join(fixture.split.participantDirs['bank-b'], 'own.csv'));
+    const input = join(fixture.dir, 'bank-b-query.csv');
+    writeRows(input, own.columns, own.rows.slice(0, 50));
+    const out = join(fixture.dir, 'bank-b-answer.json');
+    const versionId = (await hub.registry.prisma.knowledgeVersion.findFirstOrThrow()).id;
+    const args = [
+      'bin/distillery.js',
+      'query',
+      '--id',
+      'bank-b',
+      '--hub',
+      `localhost:${hub.grpcPort}`,
+      '--pki-dir',
+      join(fixture.dir, 'pki'),
+      '--version',
+      versionId,
+      '--input',
+      input,
+      '--out',
+      out,
+    ];
+    const run = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000 });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^50 rows answered \(label, mechanism none\)/);
+    const answer = JSON.parse(await readFile(out, 'utf8'));
+    expect(answer.values).toHaveLength(50);
+    expect(answer.kind).toBe('label');
+    // The cap is spent now: the same command is refused with the hub's message.
+    const again = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000 });
+    expect(again.status).not.toBe(0);
+    expect(again.stderr).toMatch(/bank-b may receive 200 rows per day; 200 were released already/);
+  });
+
   it('refuses a participant whose grants do not turn query mode on', async () => {
     const err = await refusal(
-      queryTeacher(clients['bank-c'], { stream: 'default', x: ownX.slice(0, features), features }),
+      queryTeacher(clients['bank-a'], { stream: 'other', x: ownX.slice(0, features), features }),
     );
     expect(err.code).toBe(GrpcStatus.PERMISSION_DENIED);
     expect(err.details).toMatch(/no grant with query mode/);
     const denied = await hub.registry.prisma.accessLogEntry.findMany({
-      where: { actor: 'bank-c', action: 'query', outcome: 'denied' },
+      where: { actor: 'bank-a', action: 'query', outcome: 'denied', resource: 'stream:other' },
     });
     expect(denied).toHaveLength(1);
   });
@@ -299,9 +344,9 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
       expect(a.spent.epsilon).toBeLessThan(1.6);
       expect(a.remaining).toBeCloseTo(1.6 - a.spent.epsilon, 9);
       const b = body.participants.find((p: { participant: string }) => p.participant === 'bank-b');
-      expect(b.releases).toBe(2);
+      expect(b.releases).toBe(3);
       expect(b.remaining).toBeNull();
-      expect(body.hub.releasesWithoutNoise).toBe(2);
+      expect(body.hub.releasesWithoutNoise).toBe(3);
       expect(body.hub.epsilon).toBeCloseTo(a.spent.epsilon, 6);
     }
     const ledger = await hub.http.inject({

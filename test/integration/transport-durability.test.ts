@@ -12,6 +12,7 @@ import { ensureDefaultGrant } from '../../services/registry/grants.js';
 import { ensureStream } from '../../services/registry/knowledge.js';
 import { deprecateVersion, rollbackStream } from '../../services/registry/stream-events.js';
 import { Announcer } from '../../services/hub/announcer.js';
+import { generateHubSigningKey } from '../../services/shared/tokens/key-store.js';
 import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
 import type { MtlsListener } from '../../services/hub/mtls-listener.js';
 import { LocalStore } from '../../services/participant/local-store.js';
@@ -59,6 +60,7 @@ describe.each(targets)('durable stream events ($name registry)', (target) => {
   let database: { url: string; drop(): Promise<void> };
   let registry: Registry;
   let port: number;
+  let tokenKey: Awaited<ReturnType<typeof generateHubSigningKey>>;
 
   const startServer = async (pollMs?: number, on: Registry = registry): Promise<MtlsListener> =>
     startKnowledgeServer({
@@ -72,6 +74,8 @@ describe.each(targets)('durable stream events ($name registry)', (target) => {
         keyPem: await readFile(pki.hubKey, 'utf8'),
       },
       logger,
+      // One token key across restarts, as a hub keeps its key in its state directory.
+      trust: { tokenKey },
       ...(pollMs ? { pollMs } : {}),
     });
 
@@ -89,6 +93,7 @@ describe.each(targets)('durable stream events ($name registry)', (target) => {
       await ensureDefaultGrant(registry.prisma, 'bank-a', stream, { actor: 'test' });
     }
     port = await freePort();
+    tokenKey = await generateHubSigningKey();
   });
 
   afterAll(async () => {

@@ -29,7 +29,11 @@ import {
   listGrants,
   revokeGrant,
 } from '../../services/registry/grants.js';
-import { listCheckpoints, signChainHead, verifyChainHeadJws } from '../../services/registry/chain-signing.js';
+import {
+  listCheckpoints,
+  signChainHead,
+  verifyChainHeadJws,
+} from '../../services/registry/chain-signing.js';
 import { enrolParticipant } from '../../services/registry/participants.js';
 import { registryTargets, type TestRegistry } from '../helpers/database.js';
 
@@ -54,10 +58,18 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
     const { csrPem } = await createCertificateSigningRequest({ identity: 'bank-n' });
     const request = await submitEnrolment(db.prisma, csrPem, op);
     expect(request.status).toBe('pending');
-    expect((await db.prisma.participant.findUnique({ where: { id: 'bank-n' } }))?.status).toBe('pending');
+    expect((await db.prisma.participant.findUnique({ where: { id: 'bank-n' } }))?.status).toBe(
+      'pending',
+    );
     const { certificate } = await approveEnrolment(db.prisma, request.id, { ca }, op);
-    expect(certificate).toMatchObject({ participantId: 'bank-n', status: 'active', source: 'enrolment' });
-    expect((await db.prisma.participant.findUnique({ where: { id: 'bank-n' } }))?.status).toBe('active');
+    expect(certificate).toMatchObject({
+      participantId: 'bank-n',
+      status: 'active',
+      source: 'enrolment',
+    });
+    expect((await db.prisma.participant.findUnique({ where: { id: 'bank-n' } }))?.status).toBe(
+      'active',
+    );
     expect((await listEnrolments(db.prisma, 'approved')).map((r) => r.id)).toContain(request.id);
     const log = await queryAccessLog(db.prisma, { resource: `enrolment:${request.id}` });
     expect(log.entries.map((e) => e.action)).toEqual(['enrolment.submit', 'enrolment.approve']);
@@ -67,7 +79,9 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
     const { csrPem } = await createCertificateSigningRequest({ identity: 'bank-q' });
     const request = await submitEnrolment(db.prisma, csrPem, op);
     await rejectEnrolment(db.prisma, request.id, 'unknown bank', op);
-    const again = await approveEnrolment(db.prisma, request.id, { ca }, op).catch((e: unknown) => e);
+    const again = await approveEnrolment(db.prisma, request.id, { ca }, op).catch(
+      (e: unknown) => e,
+    );
     expect(hasCode(again, 'ENROLMENT_DECIDED')).toBe(true);
   });
 
@@ -75,14 +89,29 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
     const issued = await issueClientCertificate(ca, { identity: 'bank-a' });
     const caKey = new X509Certificate(ca.certPem).publicKey;
     const cert = await registerCertificate(db.prisma, issued.certPem, caKey, op);
-    expect(cert).toMatchObject({ fingerprint: issued.fingerprint256, serialNumber: issued.serialNumber });
-    const rogue = await issueClientCertificate(await createCertificateAuthority({ commonName: 'R' }), {
-      identity: 'bank-a',
+    expect(cert).toMatchObject({
+      fingerprint: issued.fingerprint256,
+      serialNumber: issued.serialNumber,
     });
-    expect(hasCode(await registerCertificate(db.prisma, rogue.certPem, caKey, op).catch((e) => e), 'CERT_INVALID')).toBe(true);
+    const rogue = await issueClientCertificate(
+      await createCertificateAuthority({ commonName: 'R' }),
+      {
+        identity: 'bank-a',
+      },
+    );
+    expect(
+      hasCode(
+        await registerCertificate(db.prisma, rogue.certPem, caKey, op).catch((e) => e),
+        'CERT_INVALID',
+      ),
+    ).toBe(true);
 
     const revoked = await revokeCertificate(db.prisma, issued.serialNumber, 'rotated', op);
-    expect(revoked).toMatchObject({ status: 'revoked', revokedBy: 'operator-1', revokedReason: 'rotated' });
+    expect(revoked).toMatchObject({
+      status: 'revoked',
+      revokedBy: 'operator-1',
+      revokedReason: 'rotated',
+    });
     // A second revocation keeps the first one's facts.
     const twice = await revokeCertificate(db.prisma, issued.fingerprint256, 'other', op);
     expect(twice.revokedReason).toBe('rotated');
@@ -92,35 +121,64 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
   it('creates, finds, expires and revokes grants, logging each decision', async () => {
     const grant = await createGrant(
       db.prisma,
-      { participantId: 'bank-a', stream: 'default', kinds: ['hidden'], layers: ['hidden_1'], toSequence: 4, policy: { epsilon: 2 } },
+      {
+        participantId: 'bank-a',
+        stream: 'default',
+        kinds: ['hidden'],
+        layers: ['hidden_1'],
+        toSequence: 4,
+        policy: { epsilon: 2 },
+      },
       op,
     );
     expect(grant.policy).toEqual({ epsilon: 2 });
     await createGrant(
       db.prisma,
-      { participantId: 'bank-a', stream: 'default', kinds: ['logits'], expiresAt: new Date(Date.now() - 1000) },
+      {
+        participantId: 'bank-a',
+        stream: 'default',
+        kinds: ['logits'],
+        expiresAt: new Date(Date.now() - 1000),
+      },
       op,
     );
     expect((await findGrants(db.prisma, 'bank-a', 'default')).map((g) => g.id)).toEqual([grant.id]);
     await revokeGrant(db.prisma, grant.id, op);
     expect(await findGrants(db.prisma, 'bank-a', 'default')).toEqual([]);
-    expect((await listGrants(db.prisma, { participantId: 'bank-a', includeRevoked: true })).length).toBe(2);
+    expect(
+      (await listGrants(db.prisma, { participantId: 'bank-a', includeRevoked: true })).length,
+    ).toBe(2);
     const log = await queryAccessLog(db.prisma, { resource: `grant:${grant.id}` });
     expect(log.entries.map((e) => e.action)).toEqual(['grant.create', 'grant.revoke']);
   });
 
   it('refuses invalid grants and grants for unknown participants, writing nothing', async () => {
-    const before = (await queryAccessLog(db.prisma, { action: 'grant.create', limit: 1000 })).entries.length;
+    const before = (await queryAccessLog(db.prisma, { action: 'grant.create', limit: 1000 }))
+      .entries.length;
     for (const input of [
       { participantId: 'bank-a', stream: 'default', kinds: [] },
       { participantId: 'bank-a', stream: 'default', kinds: ['hidden'] },
-      { participantId: 'bank-a', stream: 'default', kinds: ['logits'], fromSequence: 5, toSequence: 2 },
+      {
+        participantId: 'bank-a',
+        stream: 'default',
+        kinds: ['logits'],
+        fromSequence: 5,
+        toSequence: 2,
+      },
     ]) {
-      expect(hasCode(await createGrant(db.prisma, input, op).catch((e) => e), 'GRANT_INVALID')).toBe(true);
+      expect(
+        hasCode(await createGrant(db.prisma, input, op).catch((e) => e), 'GRANT_INVALID'),
+      ).toBe(true);
     }
-    const unknown = await createGrant(db.prisma, { participantId: 'nobody', stream: 'default', kinds: ['logits'] }, op).catch((e) => e);
+    const unknown = await createGrant(
+      db.prisma,
+      { participantId: 'nobody', stream: 'default', kinds: ['logits'] },
+      op,
+    ).catch((e) => e);
     expect(hasCode(unknown, 'PARTICIPANT_NOT_FOUND')).toBe(true);
-    expect((await queryAccessLog(db.prisma, { action: 'grant.create', limit: 1000 })).entries.length).toBe(before);
+    expect(
+      (await queryAccessLog(db.prisma, { action: 'grant.create', limit: 1000 })).entries.length,
+    ).toBe(before);
   });
 
   it('gives a default full grant only to a participant that never held one on the stream', async () => {
@@ -128,7 +186,9 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
     const first = await ensureDefaultGrant(db.prisma, 'bank-d', 'default', { actor: 'hub:enrol' });
     expect(first).toMatchObject({ layers: ['*'], toSequence: null });
     await revokeGrant(db.prisma, first!.id, op);
-    expect(await ensureDefaultGrant(db.prisma, 'bank-d', 'default', { actor: 'hub:enrol' })).toBeNull();
+    expect(
+      await ensureDefaultGrant(db.prisma, 'bank-d', 'default', { actor: 'hub:enrol' }),
+    ).toBeNull();
     expect(await findGrants(db.prisma, 'bank-d', 'default')).toEqual([]);
   });
 
@@ -138,7 +198,10 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
     const head = await verifyAccessChain(db.prisma);
     expect(cp).toMatchObject({ sequence: head.headSequence, hash: head.headHash, keyId: key.kid });
     const verdict = await verifyChainHeadJws(cp.jws, key.publicKey);
-    expect(verdict).toMatchObject({ ok: true, claims: { sequence: head.headSequence, hash: head.headHash } });
+    expect(verdict).toMatchObject({
+      ok: true,
+      claims: { sequence: head.headSequence, hash: head.headHash },
+    });
     const other = await generateHubSigningKey();
     expect((await verifyChainHeadJws(cp.jws, other.publicKey)).ok).toBe(false);
     expect((await listCheckpoints(db.prisma)).map((c) => c.sequence)).toContain(cp.sequence);

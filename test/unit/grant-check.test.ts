@@ -30,30 +30,42 @@ const denied = (fn: () => unknown) => {
 describe('checkAccess', () => {
   it('allows what a full grant covers and returns that grant', () => {
     const g = grant();
-    expect(checkAccess({ participant: 'p', grants: [g], stream: 'default', sequence: 9, tensors })).toBe(g);
+    expect(
+      checkAccess({ participant: 'p', grants: [g], stream: 'default', sequence: 9, tensors }),
+    ).toBe(g);
   });
 
   it('refuses a stream without a grant', () => {
-    expect(denied(() => checkAccess({ participant: 'p', grants: [grant()], stream: 'other', tensors: [] }))).toMatch(
-      /no grant for stream "other"/,
-    );
+    expect(
+      denied(() =>
+        checkAccess({ participant: 'p', grants: [grant()], stream: 'other', tensors: [] }),
+      ),
+    ).toMatch(/no grant for stream "other"/);
   });
 
   it('refuses a sequence before, and after, the granted range', () => {
     const g = grant({ fromSequence: 3, toSequence: 5 });
     for (const sequence of [2, 6]) {
-      expect(denied(() => checkAccess({ participant: 'p', grants: [g], stream: 'default', sequence, tensors: [] }))).toMatch(
-        new RegExp(`version ${sequence} of stream`),
-      );
+      expect(
+        denied(() =>
+          checkAccess({ participant: 'p', grants: [g], stream: 'default', sequence, tensors: [] }),
+        ),
+      ).toMatch(new RegExp(`version ${sequence} of stream`));
     }
-    expect(checkAccess({ participant: 'p', grants: [g], stream: 'default', sequence: 5, tensors: [] })).toBe(g);
+    expect(
+      checkAccess({ participant: 'p', grants: [g], stream: 'default', sequence: 5, tensors: [] }),
+    ).toBe(g);
   });
 
   it('refuses a layer the grant does not name, and a kind it lacks', () => {
     const g = grant({ kinds: ['probabilities', 'hidden'], layers: ['hidden_1'] });
     const q = { participant: 'p', grants: [g], stream: 'default', sequence: 1 };
-    expect(denied(() => checkAccess({ ...q, tensors: [tensors[3]!] }))).toMatch(/hidden layer "hidden_2"/);
-    expect(denied(() => checkAccess({ ...q, tensors: [tensors[0]!] }))).toMatch(/logits \(tensor "logits"\)/);
+    expect(denied(() => checkAccess({ ...q, tensors: [tensors[3]!] }))).toMatch(
+      /hidden layer "hidden_2"/,
+    );
+    expect(denied(() => checkAccess({ ...q, tensors: [tensors[0]!] }))).toMatch(
+      /logits \(tensor "logits"\)/,
+    );
     expect(checkAccess({ ...q, tensors: [tensors[1]!, tensors[2]!] })).toBe(g);
   });
 
@@ -62,24 +74,36 @@ describe('checkAccess', () => {
     const b = grant({ id: 'b', kinds: ['probabilities'], layers: [] });
     const q = { participant: 'p', grants: [a, b], stream: 'default', sequence: 1 };
     expect(checkAccess({ ...q, tensors: [tensors[1]!] })).toBe(b);
-    expect(denied(() => checkAccess({ ...q, tensors: [tensors[0]!, tensors[1]!] }))).toMatch(/combination/);
+    expect(denied(() => checkAccess({ ...q, tensors: [tensors[0]!, tensors[1]!] }))).toMatch(
+      /combination/,
+    );
   });
 });
 
 describe('grantedTensors', () => {
   it('returns the tensors one grant allows, the most generous grant winning', () => {
     const narrow = grant({ id: 'n', kinds: ['logits'], layers: [] });
-    const wide = grant({ id: 'w', kinds: ['probabilities', 'hidden'], layers: ['hidden_1', 'hidden_2'] });
-    const names = grantedTensors({ participant: 'p', grants: [narrow, wide], stream: 'default', sequence: 1, tensors }).map(
-      (t) => t.name,
-    );
+    const wide = grant({
+      id: 'w',
+      kinds: ['probabilities', 'hidden'],
+      layers: ['hidden_1', 'hidden_2'],
+    });
+    const names = grantedTensors({
+      participant: 'p',
+      grants: [narrow, wide],
+      stream: 'default',
+      sequence: 1,
+      tensors,
+    }).map((t) => t.name);
     expect(names).toEqual(['probabilities', 'hidden.hidden_1', 'hidden.hidden_2']);
   });
 
   it('refuses when the grant allows none of the version’s tensors', () => {
     const g = grant({ kinds: ['artefact'], layers: [] });
-    expect(denied(() => grantedTensors({ participant: 'p', grants: [g], stream: 'default', sequence: 1, tensors }))).toMatch(
-      /any tensor/,
-    );
+    expect(
+      denied(() =>
+        grantedTensors({ participant: 'p', grants: [g], stream: 'default', sequence: 1, tensors }),
+      ),
+    ).toMatch(/any tensor/);
   });
 });

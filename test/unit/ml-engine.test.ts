@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { hasCode } from '../../services/shared/errors.js';
 import { silentLogger } from '../../services/shared/logger.js';
 import { engineOrder, loadEngine } from '../../services/shared/ml/engine.js';
@@ -66,5 +66,31 @@ describe('loadEngine', () => {
       tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]])).dataSync(),
     );
     expect(Array.from(value)).toEqual([11]);
+  });
+});
+
+describe('engine fallback logging', () => {
+  it('says once, in one warning, which engines were skipped and how to get them', async () => {
+    const { PassThrough } = await import('node:stream');
+    const pino = (await import('pino')).default;
+    const { loadEngine: load } = await import('../../services/shared/ml/engine.js');
+    const engine = await load({ logger: silentLogger() });
+    if (!engine.fallbackReason) return; // a native engine loaded: nothing fell back here
+    // A fresh module instance loads afresh and logs.
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    vi.resetModules();
+    const fresh = await import('../../services/shared/ml/engine.js');
+    await fresh.loadEngine({ logger: pino(out) });
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(lines).toHaveLength(1);
+    expect(lines[0].level).toBe(40);
+    expect(lines[0].msg).toBe(`tensorflow engine fell back to ${engine.name}`);
+    expect(lines[0].fallbackReason).toContain('tfjs-node-gpu');
+    expect(lines[0].hint).toContain('TFJS_NODE_CDN_STORAGE');
   });
 });

@@ -18,7 +18,11 @@ describe('certificate-bound participant tokens', () => {
       x5tS256: 'thumb-a',
     });
     const claims = decodeJwt(token);
-    expect(claims).toMatchObject({ sub: 'bank-a', aud: 'distillery:knowledge', cnf: { 'x5t#S256': 'thumb-a' } });
+    expect(claims).toMatchObject({
+      sub: 'bank-a',
+      aud: 'distillery:knowledge',
+      cnf: { 'x5t#S256': 'thumb-a' },
+    });
     expect(expiresAt - (claims.iat as number)).toBe(300);
     const verifier = createParticipantTokenVerifier({ key: key.publicKey, issuer: 'hub' });
     expect((await verifier.verify(token, 'thumb-a')).participant).toBe('bank-a');
@@ -54,9 +58,19 @@ describe('certificate-bound participant tokens', () => {
       ttlSeconds: 60,
       now: new Date(Date.now() - 120_000),
     });
-    const strict = createParticipantTokenVerifier({ key: key.publicKey, issuer: 'hub', clockToleranceSeconds: 10 });
-    expect(((await strict.verify(token, 't').catch((e: unknown) => e)) as Error).message).toMatch(/expired/);
-    const lenient = createParticipantTokenVerifier({ key: key.publicKey, issuer: 'hub', clockToleranceSeconds: 90 });
+    const strict = createParticipantTokenVerifier({
+      key: key.publicKey,
+      issuer: 'hub',
+      clockToleranceSeconds: 10,
+    });
+    expect(((await strict.verify(token, 't').catch((e: unknown) => e)) as Error).message).toMatch(
+      /expired/,
+    );
+    const lenient = createParticipantTokenVerifier({
+      key: key.publicKey,
+      issuer: 'hub',
+      clockToleranceSeconds: 90,
+    });
     expect((await lenient.verify(token, 't')).participant).toBe('bank-a');
   });
 });

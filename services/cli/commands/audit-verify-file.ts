@@ -12,7 +12,10 @@ import { ExportVerifier, type ExportVerification } from '../../registry/audit-ex
  *
  * @throws AUDIT_KEY_INVALID naming the file
  */
-export async function readAuditKey(path: string, kid?: string | null): Promise<KeyObject | CryptoKey> {
+export async function readAuditKey(
+  path: string,
+  kid?: string | null,
+): Promise<KeyObject | CryptoKey> {
   const text = await readFile(path, 'utf8').catch((err: unknown) => {
     throw fail('AUDIT_KEY_INVALID', { path, detail: (err as Error).message });
   });
@@ -30,7 +33,10 @@ export async function readAuditKey(path: string, kid?: string | null): Promise<K
 }
 
 /** Verifies an NDJSON export on disk, streaming it, with the key at `keyPath`. */
-export async function verifyExportFile(file: string, keyPath: string): Promise<ExportVerification & { file: string }> {
+export async function verifyExportFile(
+  file: string,
+  keyPath: string,
+): Promise<ExportVerification & { file: string }> {
   // Only the header line is read here, for the key id; the export may be gigabytes.
   const handle = await open(file, 'r').catch((err: unknown) => {
     throw fail('AUDIT_EXPORT_INVALID', { path: file, line: 0, detail: (err as Error).message });

@@ -118,7 +118,9 @@ export function auditCommand(): Command {
         path: `/v1/audit/export${flags.sign ? '' : '?sign=false'}`,
       });
       if (response.status !== 200) {
-        throw new Error(`audit export failed with HTTP ${response.status}: ${response.text.slice(0, 300)}`);
+        throw new Error(
+          `audit export failed with HTTP ${response.status}: ${response.text.slice(0, 300)}`,
+        );
       }
       await writeFile(flags.out, response.text);
       const entries = response.text.split('\n').filter((l) => l.includes('"type":"entry"')).length;
@@ -134,8 +136,13 @@ export function auditCommand(): Command {
         await callHubApi<{ keys: unknown[] }>({ ...conn, method: 'GET', path: '/v1/audit/keys' }),
         'audit key',
       );
-      await writeFile((flags as ConnectionFlags & { out: string }).out, `${JSON.stringify(jwks, null, 2)}\n`);
-      process.stdout.write(`audit key written to ${(flags as ConnectionFlags & { out: string }).out}\n`);
+      await writeFile(
+        (flags as ConnectionFlags & { out: string }).out,
+        `${JSON.stringify(jwks, null, 2)}\n`,
+      );
+      process.stdout.write(
+        `audit key written to ${(flags as ConnectionFlags & { out: string }).out}\n`,
+      );
     });
 
   withConnection(audit.command('checkpoint'), 'auditor')

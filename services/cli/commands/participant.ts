@@ -43,6 +43,7 @@ interface ParticipantFlags {
   seed: number;
   exitAfter?: number;
   pin?: string;
+  hint?: boolean;
 }
 
 /** `distillery participant`: runs a partner bank's node. */
@@ -125,6 +126,13 @@ export function participantCommand(): Command {
         'DISTILLERY_PIN',
       ).argParser(parseVersionId),
     );
+  command.addOption(
+    envOption(
+      '--hint',
+      "also match the teacher's hidden-layer activations (FitNets hint loss) when the version carries them",
+      'DISTILLERY_HINT',
+    ),
+  );
   addDatasetOption(command);
   addStudentHiddenOption(command);
   addSeedOption(command, 'seed of student initialisation and shuffling');
@@ -162,6 +170,7 @@ export function participantCommand(): Command {
         batchSize: flags.batchSize,
         learningRate: flags.learningRate,
         seed: flags.seed,
+        ...(flags.hint ? { hint: true } : {}),
       },
       ...(flags.exitAfter ? { exitAfter: flags.exitAfter } : {}),
       ...(flags.pin ? { pin: flags.pin } : {}),

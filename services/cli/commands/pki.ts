@@ -177,7 +177,9 @@ export function pkiCommand(): Command {
     .requiredOption('--identity <id>', 'identity to ask for, e.g. bank-c')
     .option('--out <dir>', 'where to write <id>.key (mode 0600) and <id>.csr', '.')
     .action(async (flags: { identity: string; out: string }) => {
-      const { csrPem, keyPem } = await createCertificateSigningRequest({ identity: flags.identity });
+      const { csrPem, keyPem } = await createCertificateSigningRequest({
+        identity: flags.identity,
+      });
       const dir = resolve(flags.out);
       await ensurePrivateDirectory(dir);
       const keyPath = join(dir, `${flags.identity}.key`);
@@ -210,9 +212,16 @@ export function pkiCommand(): Command {
         certPem: await readPemFile(layout.caCert, 'CA certificate', 'CERTIFICATE'),
         keyPem: await readPemFile(layout.caKey, 'CA private key', 'PRIVATE KEY'),
       };
-      const csrPem = await readPemFile(flags.csr, 'certificate signing request', 'CERTIFICATE REQUEST');
-      const signed = await signCertificateSigningRequest(ca, csrPem, { validDays: flags.validDays });
-      const out = flags.out ?? join(dirname(flags.csr), `${basename(flags.csr).replace(/\.csr$/, '')}.crt`);
+      const csrPem = await readPemFile(
+        flags.csr,
+        'certificate signing request',
+        'CERTIFICATE REQUEST',
+      );
+      const signed = await signCertificateSigningRequest(ca, csrPem, {
+        validDays: flags.validDays,
+      });
+      const out =
+        flags.out ?? join(dirname(flags.csr), `${basename(flags.csr).replace(/\.csr$/, '')}.crt`);
       await writePublicFile(out, signed.certPem);
       process.stdout.write(
         `${out}\nidentity ${signed.identity}  serial ${signed.serialNumber}  sha256 ${signed.fingerprint256}\n`,
@@ -220,13 +229,20 @@ export function pkiCommand(): Command {
     });
 
   withConnection(pki.command('submit'), 'operator')
-    .description("hand a participant's certificate signing request to the hub (pending until approved)")
+    .description(
+      "hand a participant's certificate signing request to the hub (pending until approved)",
+    )
     .requiredOption('--csr <file>', 'the request')
     .action(async (flags: ConnectionFlags & { csr: string }) => {
       const conn = await connection(flags);
       const csrPem = await readRequiredFile(flags.csr, 'certificate signing request');
       const body = expectOk(
-        await callHubApi<{ enrolment: { id: string } }>({ ...conn, method: 'POST', path: '/v1/enrolments', body: { csrPem } }),
+        await callHubApi<{ enrolment: { id: string } }>({
+          ...conn,
+          method: 'POST',
+          path: '/v1/enrolments',
+          body: { csrPem },
+        }),
         'enrolment request',
       );
       process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
@@ -276,7 +292,9 @@ export function pkiCommand(): Command {
       const conn = await connection(flags);
       let id = ref;
       if (!/^[0-9a-fA-F:]+$/.test(ref)) {
-        id = new X509Certificate(await readFile(ref)).fingerprint256.replace(/:/g, '').toLowerCase();
+        id = new X509Certificate(await readFile(ref)).fingerprint256
+          .replace(/:/g, '')
+          .toLowerCase();
       }
       const body = expectOk(
         await callHubApi({
@@ -295,7 +313,9 @@ export function pkiCommand(): Command {
     .option('--participant <id>', 'only this participant')
     .action(async (flags: ConnectionFlags & { participant?: string }) => {
       const conn = await connection(flags);
-      const query = flags.participant ? `?participant=${encodeURIComponent(flags.participant)}` : '';
+      const query = flags.participant
+        ? `?participant=${encodeURIComponent(flags.participant)}`
+        : '';
       const body = expectOk(
         await callHubApi({ ...conn, method: 'GET', path: `/v1/certificates${query}` }),
         'certificate list',

@@ -32,6 +32,10 @@ export const ENGINE_ENV = 'DISTILLERY_ENGINE';
 
 const ENGINE_NAMES: readonly EngineName[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];
 
+/** How an operator gets the native engines where their install cannot reach Google storage. */
+export const NATIVE_ENGINES_HINT =
+  'install @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu with TFJS_NODE_CDN_STORAGE (or TFJS_NODE_BASE_URI) pointing at an internal mirror of libtensorflow 2.9.1; see README';
+
 /**
  * The engines to try, in order: `forced` alone when set, else `prefer` and then the rest
  * of the default order (native GPU, native CPU, WebAssembly, plain JavaScript).
@@ -105,21 +109,25 @@ async function loadFirstWorking(order: EngineName[], logger: Logger): Promise<En
     try {
       const tf = name === 'wasm' || name === 'cpu' ? await loadPure(name) : await loadNative(name);
       const engine: Engine = { tf, name, gpu: name === 'tfjs-node-gpu' };
-      if (skipped.length > 0) engine.fallbackReason = skipped.join('; ');
-      logger.info(
-        {
-          engine: name,
-          gpu: engine.gpu,
-          backend: tf.getBackend(),
-          fallbackReason: engine.fallbackReason,
-        },
-        'tensorflow engine loaded',
-      );
+      const fields = { engine: name, gpu: engine.gpu, backend: tf.getBackend() };
+      if (skipped.length === 0) {
+        logger.info(fields, 'tensorflow engine loaded');
+      } else {
+        // One line for the whole fallback, with what to do about it: a skipped native
+        // engine is usually a package whose install could not download libtensorflow.
+        engine.fallbackReason = skipped.join('; ');
+        logger.warn(
+          {
+            ...fields,
+            fallbackReason: engine.fallbackReason,
+            hint: NATIVE_ENGINES_HINT,
+          },
+          `tensorflow engine fell back to ${name}`,
+        );
+      }
       return engine;
     } catch (err) {
-      const reason = describeFailure(err);
-      logger.info({ engine: name, reason }, 'tensorflow engine skipped');
-      skipped.push(`${name}: ${reason}`);
+      skipped.push(`${name}: ${describeFailure(err)}`);
     }
   }
   throw fail('CONFIG_INVALID', { detail: `no TensorFlow.js engine loads (${skipped.join('; ')})` });

@@ -1,4 +1,9 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+} from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { exportJWK, type JWK } from 'jose';
@@ -35,10 +40,7 @@ export async function loadOrCreateHubSigningKey(path: string): Promise<HubSignin
   if (pem !== undefined) return describeKey(createPrivateKey(pem));
   const key = await generateHubSigningKey();
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writePrivateFile(
-    path,
-    key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-  );
+  await writePrivateFile(path, key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
   return key;
 }
 
@@ -52,5 +54,10 @@ async function describeKey(privateKey: KeyObject): Promise<HubSigningKey> {
   const publicKey = createPublicKey(privateKey);
   const jwk = await exportJWK(publicKey);
   const kid = await keyIdOfJwk(jwk);
-  return { privateKey, publicKey, kid, publicJwk: { ...jwk, kid, alg: TOKEN_ALGORITHM, use: 'sig' } };
+  return {
+    privateKey,
+    publicKey,
+    kid,
+    publicJwk: { ...jwk, kid, alg: TOKEN_ALGORITHM, use: 'sig' },
+  };
 }

@@ -106,7 +106,9 @@ export function createParticipantTokenVerifier(
       const cnf = claims.cnf as Record<string, unknown> | undefined;
       const bound = cnf && typeof cnf === 'object' ? cnf['x5t#S256'] : undefined;
       if (typeof bound !== 'string' || bound === '') {
-        throw fail('TOKEN_INVALID', { reason: 'no cnf.x5t#S256 claim binding it to a certificate' });
+        throw fail('TOKEN_INVALID', {
+          reason: 'no cnf.x5t#S256 claim binding it to a certificate',
+        });
       }
       if (bound !== x5tS256) throw fail('TOKEN_CERT_MISMATCH');
       return { participant: claims.sub as string, claims };
@@ -128,7 +130,8 @@ function describe(err: unknown): string {
       if (claim === 'aud') return 'audience mismatch';
       if (claim === 'iss') return 'issuer mismatch';
       if (claim === 'nbf') return 'token is not yet valid';
-      if (claim === 'typ') return `not an access token; the typ header must be ${ACCESS_TOKEN_TYPE}`;
+      if (claim === 'typ')
+        return `not an access token; the typ header must be ${ACCESS_TOKEN_TYPE}`;
       return `${claim} claim check failed`;
     default:
       return 'malformed token; expected a compact JWS';

@@ -27,4 +27,10 @@ export const CHANNEL_OPTIONS: ChannelOptions = {
   'grpc-node.flow_control_window': 16 * 1024 * 1024,
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
+  // A participant's channel tries to reach a hub that went away every 0.5 s at first and
+  // at least every 5 s later (grpc-js would wait up to 120 s), so that it is back soon
+  // after the hub restarts; its calls fail fast meanwhile and the node's own backoff paces
+  // the retries.
+  'grpc.initial_reconnect_backoff_ms': 500,
+  'grpc.max_reconnect_backoff_ms': 5_000,
 };
