@@ -6,7 +6,8 @@
 // The job (both sides): synthetic transfer rows of 30 features with teacher logits, a
 // student 30-16-2 or 30-128-128-2, Adam lr 1e-3, T = 4, alpha 0.9; each step takes `batch`
 // transfer rows plus batch/8 labelled own rows. Samples/s count transfer rows, after 20
-// warm-up steps. "before" is the autodiff step this project used first (optimizer.minimize
+// warm-up steps; wasm and PyTorch (1 thread) run twice, interleaved, and the faster run of
+// each counts. "before" is the autodiff step this project used first (optimizer.minimize
 // over kd-loss.ts); "after" is trainStudent, the production path (FlatMlpTrainer).
 //
 // Flags: --rows N (default 50000), --engines wasm,cpu (default all four), --no-pytorch,
@@ -46,6 +47,7 @@ const OWN_ROWS = 2000;
 const WARMUP = 20;
 const T = 4;
 const ALPHA = 0.9;
+const ROUNDS = 2;
 
 interface KdResult {
   student: string;
@@ -191,7 +193,13 @@ const studentsOf = () => flags.students.split(';').map((s) => s.split(',').map(N
 const batchesOf = () => flags.batches.split(',').map(Number);
 
 async function child(): Promise<void> {
-  const engine = await loadEngine({ logger: silentLogger() });
+  let engine: Engine;
+  try {
+    engine = await loadEngine({ logger: silentLogger() });
+  } catch (err) {
+    process.stdout.write(`${JSON.stringify({ error: (err as Error).message })}\n`);
+    return;
+  }
   const rows = Number(flags.rows);
   const job = syntheticJob(rows);
   const result: EngineResult = {
@@ -312,8 +320,45 @@ function runPytorch(rows: number, threads: number) {
   };
 }
 
+type TorchResult = NonNullable<ReturnType<typeof runPytorch>>;
+const pytorch: { threads: number; result: TorchResult }[] = [];
+let torchReady = false;
+
+/** One PyTorch run on one thread, merged into the best so far. */
+function pytorchRound(rows: number): void {
+  if (!torchReady) return;
+  const result = runPytorch(rows, 1);
+  if (!result) return;
+  const kept = pytorch.find((p) => p.threads === 1);
+  if (!kept) {
+    pytorch.push({ threads: 1, result });
+    return;
+  }
+  result.kd.forEach((k, i) => {
+    if (k.samplesPerSecond > kept.result.kd[i].samplesPerSecond) kept.result.kd[i] = k;
+  });
+  if (result.teacherInference.rowsPerSecond > kept.result.teacherInference.rowsPerSecond) {
+    kept.result.teacherInference = result.teacherInference;
+  }
+}
+
+/** Per configuration, the faster of two runs. */
+function bestOf(a: EngineResult, b: EngineResult): EngineResult {
+  const pick = (x: KdResult[] | undefined, y: KdResult[] | undefined) =>
+    x && y ? x.map((k, i) => (y[i].samplesPerSecond > k.samplesPerSecond ? y[i] : k)) : (x ?? y);
+  return {
+    ...a,
+    before: pick(a.before, b.before),
+    after: pick(a.after, b.after) as KdResult[],
+    teacherInference: {
+      rowsPerSecond: Math.max(a.teacherInference.rowsPerSecond, b.teacherInference.rowsPerSecond),
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const rows = Number(flags.rows);
+  torchReady = !flags['no-pytorch'] && ensurePytorch();
   const engines = flags.engines.split(',') as EngineName[];
   console.log(
     `bench:distill: ${rows} transfer rows of ${FEATURES} features, ${cpus().length} cores, T=${T}, alpha=${ALPHA}, Adam 1e-3`,
@@ -324,14 +369,28 @@ async function main(): Promise<void> {
     // The plain JavaScript engine is 2-20x slower; a fifth of the rows gives its rate.
     const n = engine === 'cpu' ? Math.min(rows, 10_000) : rows;
     const started = performance.now();
-    const r = runChild(engine, n);
-    const parsed =
-      r.status === 0 ? (lastJsonLine(r.stdout) as EngineResult | undefined) : undefined;
+    // Best of `rounds` runs, each right after a PyTorch run: on a shared machine the load
+    // changes from minute to minute, and interleaving exposes both sides to the same load.
+    const rounds = engine === 'wasm' ? ROUNDS : 1;
+    let parsed: EngineResult | undefined;
+    let failure: string | undefined;
+    for (let round = 0; round < rounds; round++) {
+      if (engine === 'wasm') pytorchRound(rows);
+      const r = runChild(engine, n);
+      const line = lastJsonLine(r.stdout) as (EngineResult & { error?: string }) | undefined;
+      if (!line || line.error) {
+        failure =
+          line?.error ??
+          (r.stderr || r.stdout).trim().split('\n').filter(Boolean).pop() ??
+          `exit ${r.status}`;
+        break;
+      }
+      parsed = parsed ? bestOf(parsed, line) : line;
+    }
     if (!parsed) {
-      const reason =
-        (r.stderr || r.stdout).trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status}`;
-      skipped.push({ engine, reason: reason.replace(/^distillery: /, '') });
-      console.log(`  ${engine}: does not load here (${reason.slice(0, 160)})`);
+      const reason = failure ?? 'no result';
+      skipped.push({ engine, reason });
+      console.log(`  ${engine}: does not load here (${reason.slice(0, 200)})`);
       continue;
     }
     results.push(parsed);
@@ -339,12 +398,10 @@ async function main(): Promise<void> {
   }
 
   const parallel = engines.includes('wasm') ? await parallelWasm(rows, 2) : undefined;
-  const pytorch: { threads: number; result: NonNullable<ReturnType<typeof runPytorch>> }[] = [];
-  if (!flags['no-pytorch'] && ensurePytorch()) {
-    for (const threads of [1, 2]) {
-      const result = runPytorch(rows, threads);
-      if (result) pytorch.push({ threads, result });
-    }
+  if (torchReady) {
+    if (!pytorch.some((p) => p.threads === 1)) pytorchRound(rows);
+    const two = runPytorch(rows, 2);
+    if (two) pytorch.push({ threads: 2, result: two });
   }
   const torch1 = pytorch.find((p) => p.threads === 1)?.result;
   const torch2 = pytorch.find((p) => p.threads === 2)?.result;

@@ -165,23 +165,36 @@ async function main() {
       }
     }
 
+    // Two hubs on the registry: one reading every chunk from PostgreSQL, one serving chunks
+    // from its local chunk cache (filled by the first download), as a hub does by default.
     const hub = spawnRole('hub', { databaseUrl, pkiDir: pki.dir });
-    children.push(hub);
+    const cachedHub = spawnRole('hub', {
+      databaseUrl,
+      pkiDir: pki.dir,
+      chunkCacheDir: join(dir, 'chunk-cache'),
+    });
+    children.push(hub, cachedHub);
     const { port } = (await hub.next('ready')) as { port: number };
+    const { port: cachedPort } = (await cachedHub.next('ready')) as { port: number };
 
     const run = async (role: string, versionId: string, on = port) => {
-      await hub.ask('reset-peak', 'reset');
+      const server = on === cachedPort ? cachedHub : hub;
+      await server.ask('reset-peak', 'reset');
       const child = spawnRole(role, { pkiDir: pki.dir, port: on, versionId });
       const result = (await child.next('result')) as { bytes: number; ms: number; peakRss: number };
       await child.stop();
-      const hubPeak = ((await hub.ask('peak', 'peak')) as { peakRss: number }).peakRss;
+      const hubPeak = ((await server.ask('peak', 'peak')) as { peakRss: number }).peakRss;
       return { ...result, mbps: mbps(result.bytes, result.ms), hubPeakRss: hubPeak };
     };
 
     // ---- throughput against plain TLS, alternating, best of three each
-    const best = async (label: string, once: () => Promise<Awaited<ReturnType<typeof run>>>) => {
+    const best = async (
+      label: string,
+      once: () => Promise<Awaited<ReturnType<typeof run>>>,
+      times = 3,
+    ) => {
       const runs = [];
-      for (let i = 0; i < 3; i++) runs.push(await once());
+      for (let i = 0; i < times; i++) runs.push(await once());
       const top = runs.reduce((a, b) => (b.mbps > a.mbps ? b : a));
       console.error(`${label}: ${runs.map((r) => round(r.mbps)).join(', ')} MB/s`);
       return { ...top, runsMbps: runs.map((r) => round(r.mbps)) };
@@ -189,15 +202,45 @@ async function main() {
     const tlsServer = spawnRole('tls-server', { databaseUrl, pkiDir: pki.dir, versionId: big });
     children.push(tlsServer);
     const { port: tlsPort } = (await tlsServer.next('ready')) as { port: number };
-    const grpcDownload = await best('gRPC download (verify + store)', () => run('download', big));
-    const grpcWire = await best('gRPC chunks (verify only)', () => run('wire', big));
+    const grpcDownload = await best(
+      'gRPC download (verify + store), chunks from the registry',
+      () => run('download', big),
+      2,
+    );
+    const grpcWire = await best(
+      'gRPC chunks (verify only), chunks from the registry',
+      () => run('wire', big),
+      2,
+    );
+    const cacheFill = await run('wire', big, cachedPort);
+    console.error(`cache fill: ${round(cacheFill.mbps)} MB/s`);
+    const cachedDownload = await best('gRPC download (verify + store), chunk cache', () =>
+      run('download', big, cachedPort),
+    );
+    const cachedWire = await best('gRPC chunks (verify only), chunk cache', () =>
+      run('wire', big, cachedPort),
+    );
     const tls = await best('plain TLS socket', () => run('tls-client', big, tlsPort));
     await tlsServer.stop();
 
     // ---- memory against version size
-    const small64 = await run('download', small);
+    await run('wire', small, cachedPort);
+    const small64 = await run('download', small, cachedPort);
     const memory = [
       { mib: 64, hubPeakRss: small64.hubPeakRss, participantPeakRss: small64.peakRss },
+      {
+        mib: SIZE_MIB,
+        hubPeakRss: cachedDownload.hubPeakRss,
+        participantPeakRss: cachedDownload.peakRss,
+      },
+    ];
+    const small64Registry = await run('download', small);
+    const memoryRegistry = [
+      {
+        mib: 64,
+        hubPeakRss: small64Registry.hubPeakRss,
+        participantPeakRss: small64Registry.peakRss,
+      },
       {
         mib: SIZE_MIB,
         hubPeakRss: grpcDownload.hubPeakRss,
@@ -208,9 +251,17 @@ async function main() {
     // ---- chunk size
     const chunkSizes = [];
     for (const size of CHUNK_SIZES) {
-      const r = await run('wire', sweep[size]!);
-      chunkSizes.push({ chunkBytes: size, mbps: round(r.mbps) });
-      console.error(`chunk size ${size}: ${round(r.mbps)} MB/s`);
+      const fromRegistry = await run('wire', sweep[size]!);
+      await run('wire', sweep[size]!, cachedPort);
+      const cached = await run('wire', sweep[size]!, cachedPort);
+      chunkSizes.push({
+        chunkBytes: size,
+        registryMBps: round(fromRegistry.mbps),
+        cachedMBps: round(cached.mbps),
+      });
+      console.error(
+        `chunk size ${size}: ${round(fromRegistry.mbps)} MB/s from the registry, ${round(cached.mbps)} MB/s cached`,
+      );
     }
 
     // ---- fan-out
@@ -247,12 +298,14 @@ async function main() {
       await subscribers.next('ready');
       await hub.ask('reset-peak', 'reset');
       const latencies: number[] = [];
+      const heard: number[] = [];
       for (let r = 0; r < FANOUT_ROUNDS; r++) {
         const v = await fanVersion();
         await publishBuilt(registry.prisma, v);
         const publishedAt = performance.timeOrigin + performance.now();
-        const done = (await subscribers.next('fanout')) as { times: number[] };
+        const done = (await subscribers.next('fanout')) as { times: number[]; announced: number[] };
         latencies.push(...done.times.map((t) => t - publishedAt));
+        heard.push(...done.announced.map((t) => t - publishedAt));
         await new Promise((res) => setTimeout(res, 200));
       }
       const hubPeak = ((await hub.ask('peak', 'peak')) as { peakRss: number }).peakRss;
@@ -265,6 +318,8 @@ async function main() {
         p50Ms: round(quantile(latencies, 0.5)),
         p99Ms: round(quantile(latencies, 0.99)),
         maxMs: round(Math.max(...latencies)),
+        announcedP50Ms: round(quantile(heard, 0.5)),
+        announcedP99Ms: round(quantile(heard, 0.99)),
         hubPeakRssMiB: round(hubPeak / MIB),
       };
       fanout.push(row);
@@ -278,18 +333,34 @@ async function main() {
       versionMiB: SIZE_MIB,
       chunkBytes: DEFAULT_CHUNK_BYTES,
       throughput: {
-        grpcDownloadMBps: round(grpcDownload.mbps),
-        grpcWireMBps: round(grpcWire.mbps),
         tlsMBps: round(tls.mbps),
-        ratioDownload: round(grpcDownload.mbps / tls.mbps, 3),
-        ratioWire: round(grpcWire.mbps / tls.mbps, 3),
+        cached: {
+          downloadMBps: round(cachedDownload.mbps),
+          wireMBps: round(cachedWire.mbps),
+          ratioDownload: round(cachedDownload.mbps / tls.mbps, 3),
+          ratioWire: round(cachedWire.mbps / tls.mbps, 3),
+          cacheFillMBps: round(cacheFill.mbps),
+        },
+        registry: {
+          downloadMBps: round(grpcDownload.mbps),
+          wireMBps: round(grpcWire.mbps),
+          ratioDownload: round(grpcDownload.mbps / tls.mbps, 3),
+          ratioWire: round(grpcWire.mbps / tls.mbps, 3),
+        },
         runs: {
-          grpcDownload: grpcDownload.runsMbps,
-          grpcWire: grpcWire.runsMbps,
+          cachedDownload: cachedDownload.runsMbps,
+          cachedWire: cachedWire.runsMbps,
+          registryDownload: grpcDownload.runsMbps,
+          registryWire: grpcWire.runsMbps,
           tls: tls.runsMbps,
         },
       },
       memory: memory.map((m) => ({
+        versionMiB: m.mib,
+        hubPeakRssMiB: round(m.hubPeakRss / MIB),
+        participantPeakRssMiB: round(m.participantPeakRss / MIB),
+      })),
+      memoryRegistryReads: memoryRegistry.map((m) => ({
         versionMiB: m.mib,
         hubPeakRssMiB: round(m.hubPeakRss / MIB),
         participantPeakRssMiB: round(m.participantPeakRss / MIB),
@@ -301,33 +372,43 @@ async function main() {
     await writeFile('out/bench/stream.json', `${JSON.stringify(result, null, 2)}\n`);
 
     const t = result.throughput;
+    const pad = (v: unknown, n: number) => String(v).padStart(n);
     console.log(
       `\nbench:stream — ${SIZE_MIB} MiB version, registry PostgreSQL, ${result.machine.cpus} CPUs\n`,
     );
-    console.log('throughput                         MB/s   vs TLS');
+    console.log('throughput                                            MB/s   vs TLS');
     console.log(
-      `  gRPC download (verify + store) ${String(t.grpcDownloadMBps).padStart(8)}   ${t.ratioDownload}`,
+      `  gRPC download (verify + store), chunk cache   ${pad(t.cached.downloadMBps, 8)}   ${t.cached.ratioDownload}`,
     );
     console.log(
-      `  gRPC chunks (verify only)      ${String(t.grpcWireMBps).padStart(8)}   ${t.ratioWire}`,
+      `  gRPC chunks (verify only), chunk cache        ${pad(t.cached.wireMBps, 8)}   ${t.cached.ratioWire}`,
     );
-    console.log(`  plain TLS socket               ${String(t.tlsMBps).padStart(8)}   1`);
-    console.log('\npeak RSS (MiB)       hub   participant');
-    for (const m of result.memory) {
+    console.log(
+      `  gRPC download (verify + store), registry      ${pad(t.registry.downloadMBps, 8)}   ${t.registry.ratioDownload}`,
+    );
+    console.log(
+      `  gRPC chunks (verify only), registry           ${pad(t.registry.wireMBps, 8)}   ${t.registry.ratioWire}`,
+    );
+    console.log(`  plain TLS socket, same bytes                  ${pad(t.tlsMBps, 8)}   1`);
+    console.log('\npeak RSS (MiB)              hub   participant   (chunk cache | registry reads)');
+    result.memory.forEach((m, i) => {
+      const r = result.memoryRegistryReads[i]!;
       console.log(
-        `  ${String(m.versionMiB).padStart(4)} MiB version ${String(m.hubPeakRssMiB).padStart(7)} ${String(m.participantPeakRssMiB).padStart(13)}`,
+        `  ${pad(m.versionMiB, 4)} MiB version ${pad(m.hubPeakRssMiB, 10)} ${pad(m.participantPeakRssMiB, 13)}   | ${r.hubPeakRssMiB} ${r.participantPeakRssMiB}`,
       );
-    }
-    console.log('\nchunk size (64 MiB, verify only)   MB/s');
+    });
+    console.log('\nchunk size (64 MiB, verify only)   registry MB/s   cached MB/s');
     for (const c of chunkSizes) {
       console.log(
-        `  ${String(round(c.chunkBytes / MIB, 2)).padStart(6)} MiB ${String(c.mbps).padStart(23)}`,
+        `  ${pad(round(c.chunkBytes / MIB, 2), 6)} MiB ${pad(c.registryMBps, 27)} ${pad(c.cachedMBps, 13)}`,
       );
     }
-    console.log('\nfan-out: publish -> manifest held   p50 ms   p99 ms   max ms');
+    console.log(
+      '\nfan-out (publish -> manifest held)   p50 ms   p99 ms   max ms   announced p50/p99 ms',
+    );
     for (const f of fanout) {
       console.log(
-        `  ${String(f.subscribers).padStart(4)} subscribers ${String(f.p50Ms).padStart(22)} ${String(f.p99Ms).padStart(8)} ${String(f.maxMs).padStart(8)}`,
+        `  ${pad(f.subscribers, 4)} subscribers ${pad(f.p50Ms, 23)} ${pad(f.p99Ms, 8)} ${pad(f.maxMs, 8)}   ${f.announcedP50Ms} / ${f.announcedP99Ms}`,
       );
     }
     console.log('\nwritten to out/bench/stream.json');

@@ -23,10 +23,11 @@
  * Flags: --seeds N (default 3) | --seed-list 0,1,2; --rows R released transfer rows (default
  * 500); --teachers 1,20; --epsilons 0.5,1,2,4,8,32,128,512,2048,8192 (no noise is always
  * added); --delta (default 1e-5); --attack-rows K per side (default 1000); --regimes
- * early-stopped,memorising; --memorise-epochs (default 60); --out (default out/report).
+ * early-stopped,memorising; --memorise-epochs (default 60); --out (default out/report);
+ * --chart-only out/report/privacy.json redraws the picture of an earlier run.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
 import { readLabelledRows } from '../services/shared/data/csv.js';
@@ -494,7 +495,12 @@ async function writeChart(path: string, summary: SummaryRow[], regimeFacts: Regi
               scale: { zero: false },
               title: field === 'studentAuc' ? 'student test AUC' : 'MIA advantage (TPR − FPR)',
             },
-            color: { field: 'policy', type: 'nominal', title: 'DP policy' },
+            color: {
+              field: 'policy',
+              type: 'nominal',
+              title: 'DP policy',
+              legend: { labelLimit: 260 },
+            },
           },
         },
         {
@@ -509,7 +515,12 @@ async function writeChart(path: string, summary: SummaryRow[], regimeFacts: Regi
           mark: { type: 'rule', strokeDash: [4, 3] },
           encoding: {
             y: { field: 'value', type: 'quantitative' },
-            color: { field: 'label', type: 'nominal', title: 'without noise' },
+            color: {
+              field: 'label',
+              type: 'nominal',
+              title: 'without noise',
+              legend: { labelLimit: 260 },
+            },
           },
         },
       ],
@@ -564,7 +575,21 @@ interface RegimeFacts {
 }
 
 async function main() {
-  const flags = parseFlags(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  // `--chart-only <privacy.json>`: redraw the picture of an earlier run, measuring nothing.
+  const chartOnly = argv.indexOf('--chart-only');
+  if (chartOnly >= 0) {
+    const path = argv[chartOnly + 1];
+    const earlier = JSON.parse(readFileSync(path, 'utf8')) as {
+      summary: SummaryRow[];
+      regimes: RegimeFacts[];
+    };
+    const svgPath = join(dirname(path), 'privacy.svg');
+    await writeChart(svgPath, earlier.summary, earlier.regimes);
+    console.log(`wrote ${svgPath}`);
+    return;
+  }
+  const flags = parseFlags(argv);
   const log = createLogger({ service: 'report-privacy', level: process.env.LOG_LEVEL ?? 'warn' });
   const engine = await loadEngine({ logger: log });
   const started = performance.now();

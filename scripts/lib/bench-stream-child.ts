@@ -72,6 +72,7 @@ async function hub() {
       keyPem: await readFile(pki.hubKey, 'utf8'),
     },
     logger,
+    ...(args.chunkCacheDir ? { chunkCacheDir: String(args.chunkCacheDir) } : {}),
   });
   send({ type: 'ready', port: server.port });
 }
@@ -179,10 +180,12 @@ async function tlsClient() {
 async function fanout() {
   const identities = args.identities as string[];
   const clients = await Promise.all(identities.map((id) => clientFor(id)));
+  const announced = new Map<string, number[]>();
   const received = new Map<string, number[]>();
+  const now = () => performance.timeOrigin + performance.now();
   let opened = 0;
   const after = Number(args.afterSequence);
-  for (const [i, client] of clients.entries()) {
+  for (const client of clients) {
     const stream = client.subscribe(String(args.stream), after);
     stream.on('error', () => undefined);
     stream.on('data', (a: Announcement__Output) => {
@@ -191,18 +194,24 @@ async function fanout() {
         if (++opened === clients.length) send({ type: 'ready' });
         return;
       }
+      const heard = announced.get(a.versionId) ?? [];
+      heard.push(now());
+      announced.set(a.versionId, heard);
       void client.getManifest(a.versionId).then((bytes) => {
         parseManifest(a.versionId, bytes);
-        const at = performance.timeOrigin + performance.now();
         const times = received.get(a.versionId) ?? [];
-        times.push(at);
+        times.push(now());
         received.set(a.versionId, times);
         if (times.length === clients.length) {
-          send({ type: 'fanout', versionId: a.versionId, times });
+          send({
+            type: 'fanout',
+            versionId: a.versionId,
+            times,
+            announced: announced.get(a.versionId),
+          });
         }
       });
     });
-    void i;
   }
 }
 

@@ -294,6 +294,14 @@ export function createCallAuthority(options: {
     authoriseGrant,
     authoriseTensors,
     issueToken,
+    /** The serial of the caller's certificate when the registry now records it revoked. */
+    revokedSerial: async (caller: Caller): Promise<string | null> => {
+      const cert = await prisma.certificate.findUnique({
+        where: { fingerprint: caller.fingerprint },
+        select: { status: true, serialNumber: true },
+      });
+      return cert && cert.status !== 'active' ? cert.serialNumber : null;
+    },
     /** Watches for the revocation of the caller's certificate; returns the unwatch. */
     watchRevocation: (caller: Caller, onRevoked: (serial: string) => void) =>
       trust.revocations.watch(caller.fingerprint, onRevoked),

@@ -3,7 +3,8 @@ import { fail } from '../shared/errors.js';
 import { chunkSpans, type KnowledgeManifest } from '../shared/knowledge/manifest.js';
 import type { Chunk } from '../shared/transport/proto.js';
 import type { RegistryDb } from '../registry/database.js';
-import { readChunk, type ChunkRecord } from '../registry/knowledge.js';
+import { readChunk } from '../registry/knowledge.js';
+import type { ChunkCache } from './chunk-cache.js';
 
 /** What a FetchChunks request asks for. */
 export interface ChunkSelection {
@@ -75,7 +76,11 @@ export interface SendChunksOptions {
   db: RegistryDb;
   versionId: string;
   plan: readonly number[];
-  /** Called when a chunk has been read from the registry (metrics, tests). */
+  /** Chunk hashes by index (the manifest's), for the cache. */
+  hashes?: readonly string[];
+  /** The hub's local chunk copies; without one every chunk is read from the registry. */
+  cache?: ChunkCache;
+  /** Called when a chunk has been read (from the registry or the cache), for metrics and tests. */
   onChunkRead?: (index: number) => void;
 }
 
@@ -97,15 +102,19 @@ export async function sendChunks(
   };
   call.once('cancelled', onGone);
   call.once('close', onGone);
-  const inFlight: Promise<ChunkRecord>[] = [];
+  const inFlight: Promise<{ index: number; data: Buffer }>[] = [];
   let next = 0;
   try {
     for (let sent = 0; sent < plan.length; sent++) {
       while (!gone && inFlight.length < READ_AHEAD && next < plan.length) {
         const index = plan[next++]!;
-        const read = readChunk(db, versionId, index).then((chunk) => {
+        const sha256 = options.hashes?.[index];
+        const fromRegistry = () => readChunk(db, versionId, index).then((c) => c.data);
+        const read = (
+          options.cache && sha256 ? options.cache.get(sha256, fromRegistry) : fromRegistry()
+        ).then((data) => {
           options.onChunkRead?.(index);
-          return chunk;
+          return { index, data };
         });
         // A read abandoned by a cancelled call must not become an unhandled rejection.
         read.catch(() => undefined);

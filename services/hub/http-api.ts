@@ -4,7 +4,13 @@ import type { Logger } from '../shared/logger.js';
 import { parseManifest } from '../shared/knowledge/manifest.js';
 import { parseBearer, type Role, type TokenVerifier } from '../shared/tokens/index.js';
 import type { Registry } from '../registry/database.js';
-import { appendAccess, queryAccessLog, verifyAccessChain } from '../registry/access-log.js';
+import {
+  APPEND_TX_OPTIONS,
+  appendAccess,
+  appendAccessInTx,
+  queryAccessLog,
+  verifyAccessChain,
+} from '../registry/access-log.js';
 import { enrolParticipant, listParticipants } from '../registry/participants.js';
 import { getVersion, listVersions } from '../registry/knowledge.js';
 import type { KnowledgePublisher } from './publisher.js';
@@ -198,8 +204,18 @@ export async function buildHttpApi(options: HttpApiOptions) {
       },
     },
     async (request, reply) => {
-      const participant = await enrolParticipant(prisma, request.body);
-      await logAllowed(request, 'participants.enrol', `participant:${request.body.id}`);
+      // The enrolment and its log entry commit together, or neither does.
+      const participant = await prisma.$transaction(async (tx) => {
+        const enrolled = await enrolParticipant(tx, request.body);
+        await appendAccessInTx(tx, {
+          actor: request.caller?.subject ?? 'anonymous',
+          action: 'participants.enrol',
+          resource: `participant:${request.body.id}`,
+          outcome: 'allowed',
+          peerAddress: request.ip,
+        });
+        return enrolled;
+      }, APPEND_TX_OPTIONS);
       return reply.code(201).send({ participant });
     },
   );

@@ -159,6 +159,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       port: options.grpc.port,
       tls: { caPem, certPem, keyPem },
       logger,
+      chunkCacheDir: join(options.stateDir, 'chunk-cache'),
       query: queryBackend,
       trust: {
         tokenKey,

@@ -6,6 +6,7 @@ import type { Registry } from '../registry/database.js';
 import { appendAccess } from '../registry/access-log.js';
 import type { Announcer } from './announcer.js';
 import { createKnowledgeService } from './knowledge-service.js';
+import { ChunkCache } from './chunk-cache.js';
 import { listenMtls, type MtlsListener } from './mtls-listener.js';
 import { createRefusalRecorder } from './refusal-recorder.js';
 import { generateHubSigningKey } from '../shared/tokens/key-store.js';
@@ -25,6 +26,8 @@ export interface KnowledgeServerOptions {
   onChunkRead?: (versionId: string, index: number) => void;
   /** How often subscriptions re-read the registry in case a notification was lost. */
   pollMs?: number;
+  /** Directory of the hub's local chunk copies (see ChunkCache); none: every read is the registry's. */
+  chunkCacheDir?: string;
   /**
    * Participant tokens, certificate admission and revocations (see call-authority.ts).
    * Default: a token key made for this process, issuer `distillery-hub`, certificates
@@ -60,6 +63,9 @@ export async function startKnowledgeServer(options: KnowledgeServerOptions): Pro
       logger: logger.child({ component: 'grpc' }),
       trust,
       ...(options.onChunkRead ? { onChunkRead: options.onChunkRead } : {}),
+      ...(options.chunkCacheDir
+        ? { chunkCache: new ChunkCache(options.chunkCacheDir, logger) }
+        : {}),
       ...(options.query ? { query: options.query } : {}),
     }),
   );

@@ -32,6 +32,7 @@ import type { StreamEventWithVersion } from '../registry/stream-events.js';
 import type { Registry } from '../registry/database.js';
 import type { Announcer } from './announcer.js';
 import { planChunks, sendChunks, writable } from './chunk-sender.js';
+import type { ChunkCache } from './chunk-cache.js';
 import { answerQuery, type QueryBackend } from './query-service.js';
 import type { QueryRequest__Output } from '../generated/proto/distillery/v1/QueryRequest.js';
 import type { QueryResponse } from '../generated/proto/distillery/v1/QueryResponse.js';
@@ -41,8 +42,10 @@ export interface KnowledgeServiceOptions {
   registry: Registry;
   announcer: Announcer;
   logger: Logger;
-  /** Called each time a chunk is read from the registry for a download (metrics, tests). */
+  /** Called each time a chunk is read for a download (metrics, tests). */
   onChunkRead?: (versionId: string, index: number) => void;
+  /** Local copies of chunk bytes, so that a chunk is read from the registry once. */
+  chunkCache?: ChunkCache;
   /** Certificate admission, participant tokens and revocations. */
   trust: TrustSettings;
   /** Query mode (rpc Query, services/hub/query-service.ts); refused when absent. */
@@ -132,15 +135,23 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
     return authority.authenticate(call, action, resource);
   }
 
-  /** Ends a stream of `caller` when its certificate is revoked; returns the unwatch. */
+  /**
+   * Ends a stream of `caller` when its certificate is revoked: at once when the revocation is
+   * made through this hub process, and otherwise at the stream's next `recheck` (a
+   * subscription rechecks at every wake-up, so a revocation made by another process sharing
+   * the database closes it within a poll interval).
+   */
   function closeOnRevocation(
     call: ServerWritableStream<unknown, unknown>,
     caller: Caller,
     action: string,
     resource: string,
     onClosed: () => void = () => undefined,
-  ): () => void {
-    const unwatch = authority.watchRevocation(caller, (serial) => {
+  ): { recheck: () => Promise<boolean> } {
+    let closed = false;
+    const close = (serial: string) => {
+      if (closed) return;
+      closed = true;
       onClosed();
       const err = fail('CERT_REVOKED', { serial });
       void record(call, caller.participant, action, resource, 'denied', {
@@ -151,10 +162,18 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
         'stream closed: certificate revoked',
       );
       failStream(call, toServiceError(err, logger));
-    });
+    };
+    const unwatch = authority.watchRevocation(caller, close);
     call.once('close', unwatch);
     call.once('cancelled', unwatch);
-    return unwatch;
+    return {
+      async recheck() {
+        if (closed) return true;
+        const serial = await authority.revokedSerial(caller);
+        if (serial) close(serial);
+        return closed;
+      },
+    };
   }
 
   /** Logs a request that failed after authorisation (unknown version, bad index). */
@@ -208,7 +227,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       await getStream(prisma, stream);
       await authority.authoriseGrant(call, caller, 'subscribe', resource, { stream, tensors: [] });
       let revoked = false;
-      closeOnRevocation(call, caller, 'subscribe', resource, () => {
+      const revocation = closeOnRevocation(call, caller, 'subscribe', resource, () => {
         revoked = true;
         unlisten?.();
       });
@@ -226,7 +245,7 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
         pending = pending
           .then(async () => {
             for (;;) {
-              if (call.cancelled || revoked) return;
+              if (call.cancelled || (await revocation.recheck())) return;
               const events = await announcer.eventsAfter(prisma, stream, lastSent);
               if (events.length === 0) return;
               // Grants are read at every wake-up, so a revoked or narrowed grant applies to
@@ -335,6 +354,8 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
         db: prisma,
         versionId: id,
         plan,
+        hashes: manifest.chunks,
+        ...(options.chunkCache ? { cache: options.chunkCache } : {}),
         ...(options.onChunkRead ? { onChunkRead: (i) => options.onChunkRead?.(id, i) } : {}),
       });
       if (!complete || revoked) {

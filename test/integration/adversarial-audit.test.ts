@@ -182,6 +182,84 @@ describe('enrolment material', () => {
   });
 });
 
+describe('the operator CLI against the hub', () => {
+  it('enrols a bank from its own CSR, grants it one layer, and revokes its certificate', async () => {
+    const dir = t.fixture.dir;
+    const tokenFile = join(dir, 'operator.jwt');
+    await writeFile(tokenFile, operator);
+    const conn = [
+      '--hub-url',
+      t.baseUrl,
+      '--ca-cert',
+      t.fixture.pki.caCert,
+      '--token-file',
+      tokenFile,
+    ];
+    const cli = (...args: string[]) => run('node', ['bin/distillery.js', ...args]);
+
+    await cli('pki', 'request', '--identity', 'bank-k', '--out', join(dir, 'bank-k'));
+    const { stat } = await import('node:fs/promises');
+    expect((await stat(join(dir, 'bank-k', 'bank-k.key'))).mode & 0o777).toBe(0o600);
+    const submitted = JSON.parse(
+      (await cli('pki', 'submit', '--csr', join(dir, 'bank-k', 'bank-k.csr'), ...conn)).stdout,
+    );
+    // Signed offline with the CA, then uploaded: the CA key need not be on the hub.
+    await cli(
+      'pki',
+      'approve',
+      '--dir',
+      t.fixture.pki.dir,
+      '--csr',
+      join(dir, 'bank-k', 'bank-k.csr'),
+    );
+    const approved = JSON.parse(
+      (
+        await cli(
+          'pki',
+          'approve-request',
+          '--request',
+          submitted.enrolment.id,
+          '--cert',
+          join(dir, 'bank-k', 'bank-k.crt'),
+          ...conn,
+        )
+      ).stdout,
+    );
+    expect(approved).toMatchObject({
+      participantId: 'bank-k',
+      source: 'enrolment',
+      status: 'active',
+    });
+    const created = JSON.parse(
+      (
+        await cli(
+          'grant',
+          'create',
+          '--participant',
+          'bank-k',
+          '--kinds',
+          'hidden',
+          '--layers',
+          'hidden_1',
+          '--to',
+          '3',
+          ...conn,
+        )
+      ).stdout,
+    );
+    expect(created.grant).toMatchObject({ kinds: ['hidden'], layers: ['hidden_1'], toSequence: 3 });
+    const listed = JSON.parse(
+      (await cli('grant', 'list', '--participant', 'bank-k', ...conn)).stdout,
+    );
+    expect(listed.grants.map((g: { id: string }) => g.id)).toEqual([created.grant.id]);
+    const revoked = JSON.parse(
+      (await cli('pki', 'revoke', join(dir, 'bank-k', 'bank-k.crt'), '--reason', 'test', ...conn))
+        .stdout,
+    );
+    expect(revoked.certificate).toMatchObject({ status: 'revoked', revokedReason: 'test' });
+  }, 90_000);
+});
+
 describe('an exported log verified offline', () => {
   it('verifies an untouched export with the published key', async () => {
     const report = await verify(exportLines);

@@ -20,6 +20,7 @@ import { KNOWLEDGE_AUDIENCE } from '../../services/shared/tokens/index.js';
 import { CHANNEL_OPTIONS } from '../../services/shared/transport/limits.js';
 import { loadKnowledgeProto } from '../../services/shared/transport/proto.js';
 import { queryAccessLog } from '../../services/registry/access-log.js';
+import { revokeCertificate } from '../../services/registry/certificates.js';
 import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { silentLogger } from '../../services/shared/logger.js';
@@ -229,6 +230,29 @@ describe('certificates', () => {
     expect(err?.code).toBe(GrpcStatus.UNAUTHENTICATED);
     expect(err?.details).toBe(`certificate ${serial} was revoked`);
   });
+
+  it('closes an open subscription within a poll when another hub process revokes the certificate', async () => {
+    const cert = await t.participantCert('bank-s');
+    const client = t.grpc(cert);
+    const stream = client.Subscribe(
+      { stream: 'default', afterSequence: '0' },
+      bearer(await issueToken(client)),
+    );
+    const iterator = (stream as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+    await iterator.next();
+    // Straight in the shared registry, as a second hub on the same database would: this
+    // process hears nothing of it but the registry.
+    const serial = new X509Certificate(cert.certPem).serialNumber.toLowerCase();
+    await revokeCertificate(t.hub.registry.prisma, serial, 'elsewhere', { actor: 'other-hub' });
+    let err: { code?: number; details?: string } | undefined;
+    try {
+      for (;;) if ((await iterator.next()).done) break;
+    } catch (e) {
+      err = e as typeof err;
+    }
+    expect(err?.code).toBe(GrpcStatus.UNAUTHENTICATED);
+    expect(err?.details).toBe(`certificate ${serial} was revoked`);
+  }, 30_000);
 
   it('keeps grants and stream position across a certificate rotation', async () => {
     // bank-a asks for a new certificate before its old one expires; the key stays with it.

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readAllRows, readLabelledRows, writeRows } from '../../services/shared/data/csv.js';
 import { getDatasetSchema } from '../../services/shared/data/dataset-schema.js';
 import {
@@ -288,14 +288,21 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
       `localhost:${hub.grpcPort}`,
       '--pki-dir',
       join(fixture.dir, 'pki'),
-      '--version',
+      '--knowledge-version',
       versionId,
       '--input',
       input,
       '--out',
       out,
     ];
-    const run = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000 });
+    // Asynchronously: the hub answers from this very process.
+    const cli = () =>
+      new Promise<{ status: number; stdout: string; stderr: string }>((done) => {
+        execFile(process.execPath, args, { timeout: 120_000 }, (err, stdout, stderr) =>
+          done({ status: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const run = await cli();
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^50 rows answered \(label, mechanism none\)/);
@@ -303,7 +310,7 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
     expect(answer.values).toHaveLength(50);
     expect(answer.kind).toBe('label');
     // The cap is spent now: the same command is refused with the hub's message.
-    const again = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000 });
+    const again = await cli();
     expect(again.status).not.toBe(0);
     expect(again.stderr).toMatch(/bank-b may receive 200 rows per day; 200 were released already/);
   });

@@ -14,7 +14,7 @@ interface QueryFlags {
   hub: string;
   serverName?: string;
   stream: string;
-  version: string;
+  knowledgeVersion: string;
   input: string;
   out: string;
   temperature: number;
@@ -62,7 +62,7 @@ export function queryCommand(): Command {
       ).default('default'),
     )
     .requiredOption(
-      '--version <id>',
+      '--knowledge-version <id>',
       'knowledge version whose preprocessing encodes the rows (64 hex digits)',
       (value: string) => {
         if (!/^[0-9a-f]{64}$/.test(value)) {
@@ -97,7 +97,10 @@ export function queryCommand(): Command {
       ...(flags.serverName ? { serverName: flags.serverName } : {}),
     });
     try {
-      const manifest = parseManifest(flags.version, await client.getManifest(flags.version));
+      const manifest = parseManifest(
+        flags.knowledgeVersion,
+        await client.getManifest(flags.knowledgeVersion),
+      );
       const spec = parsePreprocessorSpec(manifest.preprocessing);
       const rows = readUnlabelledRows(resolve(flags.input), getDatasetSchema(flags.dataset));
       const answer = await queryTeacher(client, {
