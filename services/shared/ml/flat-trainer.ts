@@ -98,6 +98,9 @@ export class FlatMlpTrainer {
   constructor(tf: Tf, model: tfjs.LayersModel, options: FlatMlpTrainerOptions) {
     this.#tf = tf;
     this.#options = options;
+    this.#jsTranspose =
+      process.env.DISTILLERY_BACKEND_TRANSPOSE !== '1' &&
+      (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu');
     const dense = model.layers.filter((layer) => layer.getClassName() === 'Dense');
     if (dense.length !== model.layers.length) {
       throw fail('REQUEST_INVALID', { detail: 'the fast trainer takes Dense layers only' });
@@ -181,6 +184,28 @@ export class FlatMlpTrainer {
       this.#ones.set(rows, ones);
     }
     return this.#tf.matMul(ones, x as tfjs.Tensor2D);
+  }
+
+  // The transpose of a batch of activations. The WebAssembly backend's Transpose kernel
+  // is slow (a 1024 × 128 batch took longer than the 1024 × 128 × 128 matMul it feeds), so
+  // on the backends whose tensors live in this process's memory the rows are read back,
+  // transposed in JavaScript and uploaded again; elsewhere (native, GPU) the backend does it.
+  readonly #jsTranspose: boolean;
+  readonly #transposeBuffers = new Map<number, Float32Array>();
+  #transposed(x: tfjs.Tensor, rows: number, cols: number, source?: Float32Array): tfjs.Tensor2D {
+    const tf = this.#tf;
+    if (!this.#jsTranspose) return tf.transpose(x) as tfjs.Tensor2D;
+    const values = source ?? (x.dataSync() as Float32Array);
+    let out = this.#transposeBuffers.get(rows * cols);
+    if (out === undefined) {
+      out = new Float32Array(rows * cols);
+      this.#transposeBuffers.set(rows * cols, out);
+    }
+    for (let i = 0; i < rows; i++) {
+      const base = i * cols;
+      for (let j = 0; j < cols; j++) out[j * rows + i] = values[base + j];
+    }
+    return tf.tensor2d(out, [cols, rows]);
   }
 
   /** Optimiser steps taken so far. */
@@ -308,7 +333,11 @@ export class FlatMlpTrainer {
       let dPre = dLogits.length === 1 ? dLogits[0] : tf.concat(dLogits, 0);
       const grads: tfjs.Tensor[] = new Array(2 * layers);
       for (let l = layers - 1; l >= 0; l--) {
-        grads[2 * l] = tf.matMul(tf.transpose(acts[l]) as tfjs.Tensor2D, dPre as tfjs.Tensor2D);
+        const actsT =
+          l === 0
+            ? this.#transposed(acts[0], rows, d, batch.x)
+            : this.#transposed(acts[l], rows, this.#dims[l]);
+        grads[2 * l] = tf.matMul(actsT, dPre as tfjs.Tensor2D);
         grads[2 * l + 1] = this.#columnSums(dPre, rows);
         if (l > 0) {
           let dH = tf.matMul(dPre as tfjs.Tensor2D, tf.transpose(kernels[l]) as tfjs.Tensor2D);
