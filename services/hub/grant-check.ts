@@ -11,7 +11,8 @@ export interface RequestedTensor {
 
 /** What {@link checkAccess} decides on. */
 export interface AccessQuestion {
-  participant: string;
+  /** Who asks, for the refusal's message; default "the participant". */
+  participant?: string;
   /** Active, unexpired grants of the participant on `stream` (see findGrants). */
   grants: Pick<Grant, 'id' | 'kinds' | 'layers' | 'fromSequence' | 'toSequence' | 'streamName'>[];
   stream: string;
@@ -50,7 +51,8 @@ function grantCoversTensor(
  * @throws GRANT_DENIED naming what no grant covers (gRPC PERMISSION_DENIED)
  */
 export function checkAccess(question: AccessQuestion) {
-  const { participant, stream, sequence, tensors } = question;
+  const { stream, sequence, tensors } = question;
+  const participant = question.participant ?? 'the participant';
   const onStream = question.grants.filter((g) => g.streamName === stream);
   if (onStream.length === 0)
     throw fail('GRANT_DENIED', { participant, what: `stream "${stream}"` });
@@ -80,7 +82,8 @@ export function checkAccess(question: AccessQuestion) {
  * @throws GRANT_DENIED when no grant covers the version or none of its tensors
  */
 export function grantedTensors(question: AccessQuestion): RequestedTensor[] {
-  const { participant, stream, sequence } = question;
+  const { stream, sequence } = question;
+  const participant = question.participant ?? 'the participant';
   const grant = checkAccess({ ...question, tensors: [] });
   const candidates = question.grants.filter(
     (g) => g.streamName === stream && (sequence === undefined || grantCoversSequence(g, sequence)),

@@ -168,8 +168,10 @@ export class FlatMlpTrainer {
   #scalar(value: number): tfjs.Scalar {
     let scalar = this.#scalars.get(value);
     if (scalar === undefined) {
-      scalar = this.#tf.keep(this.#tf.scalar(value));
-      this.#scalars.set(value, scalar);
+      scalar = this.#tf.scalar(value);
+      // Kept only from the first step: later values (an epoch's short last batch) are
+      // made per step, so the engine holds the same tensors however the rows divide.
+      if (this.#t <= 1) this.#scalars.set(value, this.#tf.keep(scalar));
     }
     return scalar;
   }
@@ -178,10 +180,12 @@ export class FlatMlpTrainer {
   // is slow (for a 256 × 128 gradient it took 20x longer than the matMul doing the same).
   readonly #ones = new Map<number, tfjs.Tensor2D>();
   #columnSums(x: tfjs.Tensor, rows: number): tfjs.Tensor {
+    // Only the first batch's row count is kept (every batch but an epoch's last has it),
+    // so that what the engine holds does not depend on how the rows divide into batches.
     let ones = this.#ones.get(rows);
     if (ones === undefined) {
-      ones = this.#tf.keep(this.#tf.ones([1, rows])) as tfjs.Tensor2D;
-      this.#ones.set(rows, ones);
+      ones = this.#tf.ones([1, rows]) as tfjs.Tensor2D;
+      if (this.#ones.size === 0) this.#ones.set(rows, this.#tf.keep(ones));
     }
     return this.#tf.matMul(ones, x as tfjs.Tensor2D);
   }
