@@ -1,6 +1,7 @@
 import { fail } from '../shared/errors.js';
 import type { Grant } from '../registry/grants.js';
 import { ALL_LAYERS } from '../registry/grants.js';
+import { parseReleasePolicy } from '../shared/privacy/policy.js';
 
 /** A tensor a call would send: its manifest name, kind and (for `hidden`) layer. */
 export interface RequestedTensor {
@@ -14,7 +15,10 @@ export interface AccessQuestion {
   /** Who asks, for the refusal's message; default "the participant". */
   participant?: string;
   /** Active, unexpired grants of the participant on `stream` (see findGrants). */
-  grants: Pick<Grant, 'id' | 'kinds' | 'layers' | 'fromSequence' | 'toSequence' | 'streamName'>[];
+  grants: Pick<
+    Grant,
+    'id' | 'kinds' | 'layers' | 'fromSequence' | 'toSequence' | 'streamName' | 'policy'
+  >[];
   stream: string;
   /** The version's sequence; absent for a subscription, which needs only the stream. */
   sequence?: number;
@@ -32,11 +36,35 @@ export function grantCoversSequence(
   );
 }
 
+/**
+ * Whether a grant's release policy lets its holder download published versions. A version
+ * carries the teacher's full states for every transfer row, so a grant whose policy limits
+ * what a row reveals (top-k, label only, a temperature floor, differential privacy) or how
+ * many rows are released (a row cap) is honoured only through query mode, where the hub
+ * applies the policy to each answer. A policy that does not parse is treated as limiting:
+ * an unreadable limit must not open the full states.
+ */
+export function grantReleasesFullStates(grant: Pick<Grant, 'policy'>): boolean {
+  let policy;
+  try {
+    policy = parseReleasePolicy(grant.policy);
+  } catch {
+    return false;
+  }
+  return (
+    policy.release === 'logits' &&
+    policy.dp === undefined &&
+    policy.temperatureFloor === undefined &&
+    policy.rowCap === undefined
+  );
+}
+
 function grantCoversTensor(
-  grant: Pick<Grant, 'kinds' | 'layers'>,
+  grant: Pick<Grant, 'kinds' | 'layers' | 'policy'>,
   tensor: RequestedTensor,
 ): boolean {
   if (!grant.kinds.includes(tensor.kind)) return false;
+  if (!grantReleasesFullStates(grant)) return false;
   if (tensor.kind !== 'hidden') return true;
   return (
     grant.layers.includes(ALL_LAYERS) ||
@@ -63,6 +91,16 @@ export function checkAccess(question: AccessQuestion) {
   }
   const allowing = inRange.find((g) => tensors.every((t) => grantCoversTensor(g, t)));
   if (allowing) return allowing;
+  if (
+    tensors.length > 0 &&
+    inRange.every((g) => !grantReleasesFullStates(g)) &&
+    inRange.some((g) => tensors.some((t) => g.kinds.includes(t.kind)))
+  ) {
+    throw fail('GRANT_DENIED', {
+      participant,
+      what: `the full states of version ${sequence} of stream "${stream}": the grant's release policy limits what is released, so it answers through query mode only`,
+    });
+  }
   const uncovered = tensors.find((t) => !inRange.some((g) => grantCoversTensor(g, t)));
   const what = uncovered
     ? uncovered.kind === 'hidden'

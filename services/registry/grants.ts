@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Grant, Prisma, PrismaClient } from '../generated/prisma/client.js';
 import { fail } from '../shared/errors.js';
+import { parseReleasePolicy } from '../shared/privacy/policy.js';
 import { APPEND_TX_OPTIONS, appendAccessInTx } from './access-log.js';
 import type { DecisionContext } from './certificates.js';
 import type { RegistryDb } from './database.js';
@@ -29,7 +30,7 @@ export interface GrantInput {
   /** Last sequence granted; none for open-ended. */
   toSequence?: number | null;
   expiresAt?: Date | null;
-  /** Release policy, stored as given (its schema belongs to the privacy area). */
+  /** Release policy (services/shared/privacy/policy.ts), checked before it is stored. */
   policy?: Prisma.InputJsonValue;
 }
 
@@ -68,6 +69,8 @@ export function validateGrantInput(input: GrantInput): void {
   if (input.policy !== undefined && (typeof input.policy !== 'object' || input.policy === null)) {
     throw bad('policy must be a JSON object');
   }
+  // Names the first bad field of the policy (PRIVACY_POLICY_INVALID) before anything is stored.
+  if (input.policy !== undefined) parseReleasePolicy(input.policy);
 }
 
 /** Creates a grant and logs it in the same transaction. */

@@ -127,11 +127,11 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
         kinds: ['hidden'],
         layers: ['hidden_1'],
         toSequence: 4,
-        policy: { epsilon: 2 },
+        policy: { queryMode: true },
       },
       op,
     );
-    expect(grant.policy).toEqual({ epsilon: 2 });
+    expect(grant.policy).toEqual({ queryMode: true });
     await createGrant(
       db.prisma,
       {
@@ -170,6 +170,13 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
         hasCode(await createGrant(db.prisma, input, op).catch((e) => e), 'GRANT_INVALID'),
       ).toBe(true);
     }
+    const badPolicy = await createGrant(
+      db.prisma,
+      { participantId: 'bank-a', stream: 'default', kinds: ['logits'], policy: { release: 'all' } },
+      op,
+    ).catch((e) => e);
+    expect(hasCode(badPolicy, 'PRIVACY_POLICY_INVALID')).toBe(true);
+    expect(badPolicy.message).toMatch(/release/);
     const unknown = await createGrant(
       db.prisma,
       { participantId: 'nobody', stream: 'default', kinds: ['logits'] },

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../services/shared/errors.js';
-import { checkAccess, grantedTensors } from '../../services/hub/grant-check.js';
+import {
+  checkAccess,
+  grantedTensors,
+  grantReleasesFullStates,
+} from '../../services/hub/grant-check.js';
 
 const grant = (over: Partial<Parameters<typeof checkAccess>[0]['grants'][number]> = {}) => ({
   id: over.id ?? 'g1',
@@ -9,6 +13,7 @@ const grant = (over: Partial<Parameters<typeof checkAccess>[0]['grants'][number]
   layers: ['*'],
   fromSequence: 1,
   toSequence: null,
+  policy: {},
   ...over,
 });
 const tensors = [
@@ -105,5 +110,51 @@ describe('grantedTensors', () => {
         grantedTensors({ participant: 'p', grants: [g], stream: 'default', sequence: 1, tensors }),
       ),
     ).toMatch(/any tensor/);
+  });
+});
+
+describe('release policies and published versions', () => {
+  const limiting = [
+    { release: 'label', queryMode: true },
+    { release: 'topk', k: 1, queryMode: true },
+    { temperatureFloor: 2, release: 'topk', k: 2 },
+    { rowCap: 100 },
+    {
+      release: 'label',
+      dp: { mechanism: 'pate', epsilon: 1, delta: 1e-6 },
+      budget: { epsilon: 4, delta: 1e-5 },
+    },
+    { epsilon: 2 },
+  ];
+
+  it('lets only an unlimited policy download the full states of a version', () => {
+    expect(grantReleasesFullStates({ policy: {} })).toBe(true);
+    expect(grantReleasesFullStates({ policy: { queryMode: true } })).toBe(true);
+    for (const policy of limiting) expect(grantReleasesFullStates({ policy })).toBe(false);
+  });
+
+  it('refuses a download under a limiting policy, naming query mode', () => {
+    for (const policy of limiting) {
+      const g = grant({ policy });
+      const question = { participant: 'p', grants: [g], stream: 'default', sequence: 1 };
+      expect(denied(() => checkAccess({ ...question, tensors }))).toMatch(/query mode only/);
+      expect(denied(() => grantedTensors({ ...question, tensors }))).toMatch(/grant/);
+      // The subscription itself (announcements, no states) stays allowed.
+      expect(checkAccess({ ...question, tensors: [] })).toBe(g);
+    }
+  });
+
+  it('uses an unlimited grant when the participant also holds a limiting one', () => {
+    const limited = grant({ id: 'limited', policy: { release: 'label', queryMode: true } });
+    const full = grant({ id: 'full' });
+    expect(
+      checkAccess({
+        participant: 'p',
+        grants: [limited, full],
+        stream: 'default',
+        sequence: 1,
+        tensors,
+      }).id,
+    ).toBe('full');
   });
 });
