@@ -93,7 +93,11 @@ export class Announcer {
    * The stream's events after `after`, oldest first (a page of at most 500 when they come
    * from the registry). Served from the shared tail when it reaches back far enough.
    */
-  async eventsAfter(db: RegistryDb, stream: string, after: number): Promise<StreamEventWithVersion[]> {
+  async eventsAfter(
+    db: RegistryDb,
+    stream: string,
+    after: number,
+  ): Promise<StreamEventWithVersion[]> {
     let tail = this.#tails.get(stream);
     if (!tail) {
       const events = await listStreamEvents(db, stream, after);

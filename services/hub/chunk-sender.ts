@@ -27,8 +27,7 @@ export function planChunks(
   selection: ChunkSelection,
 ): number[] {
   const count = manifest.chunks.length;
-  const outOfRange = (index: number) =>
-    fail('CHUNK_OUT_OF_RANGE', { id: versionId, count, index });
+  const outOfRange = (index: number) => fail('CHUNK_OUT_OF_RANGE', { id: versionId, count, index });
   let wanted: number[];
   if (selection.indices.length > 0) {
     wanted = [...selection.indices];

@@ -291,7 +291,10 @@ function validatePublication(input: PublishVersionInput): ChunkInput[] {
       });
     }
     if (chunk.data.byteLength > MAX_CHUNK_BYTES) {
-      throw fail('CHUNK_SIZE_INVALID', { chunkBytes: chunk.data.byteLength, limit: MAX_CHUNK_BYTES });
+      throw fail('CHUNK_SIZE_INVALID', {
+        chunkBytes: chunk.data.byteLength,
+        limit: MAX_CHUNK_BYTES,
+      });
     }
     const actual = sha256Hex(chunk.data);
     if (chunk.sha256 !== actual) {

@@ -168,7 +168,13 @@ export async function deprecateVersion(
  */
 export async function rollbackStream(
   prisma: PrismaClient,
-  input: { stream: string; versionId: string; actor: string; reason?: string; peerAddress?: string },
+  input: {
+    stream: string;
+    versionId: string;
+    actor: string;
+    reason?: string;
+    peerAddress?: string;
+  },
 ): Promise<StreamEvent> {
   return prisma.$transaction(async (tx) => {
     await lockStream(tx, input.stream);

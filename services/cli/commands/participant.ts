@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { join, resolve } from 'node:path';
 import { createLogger } from '../../shared/logger.js';
 import { assertValidIdentity, pkiLayout } from '../../shared/pki/index.js';
@@ -11,7 +11,6 @@ import {
   addTlsFileOptions,
 } from '../shared-options.js';
 import { envOption, integerAtLeast, numberBetween, parseAddress } from '../options.js';
-import { InvalidArgumentError } from 'commander';
 
 /** A knowledge version id: 64 lowercase hex digits. */
 function parseVersionId(value: string): string {

@@ -186,7 +186,9 @@ export function parseManifest(expectedId: string, bytes: Uint8Array | string): K
     offset = Math.max(offset, tensor.offset + tensor.byteLength);
   }
   const expectedChunks =
-    manifest.format === MANIFEST_FORMAT ? chunk : Math.ceil(manifest.totalBytes / manifest.chunkBytes);
+    manifest.format === MANIFEST_FORMAT
+      ? chunk
+      : Math.ceil(manifest.totalBytes / manifest.chunkBytes);
   if (manifest.format === MANIFEST_FORMAT && offset !== manifest.totalBytes) {
     throw invalid(`tensors hold ${offset} bytes, not the ${manifest.totalBytes} stated`);
   }
