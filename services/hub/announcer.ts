@@ -114,7 +114,8 @@ export class Announcer {
       return events;
     }
     if (after < tail.from) return listStreamEvents(db, stream, after);
-    if (tail.stale) await this.#refresh(this.#db ?? db, tail, stream);
+    // A refresh under way may be reading the very event this wake-up is about: wait for it.
+    if (tail.stale || tail.refreshing) await this.#refresh(this.#db ?? db, tail, stream);
     return tail.events.filter((e) => e.sequence > after);
   }
 

@@ -7,8 +7,8 @@ import type { Logger } from '../shared/logger.js';
 /**
  * The hub's local copy of chunk bytes, one file per SHA-256 under its state directory. The
  * registry stays the source of truth: a chunk is read from it once, written here, and
- * served from here afterwards, verified against its hash on every read (a file that fails
- * is dropped and read from the registry again). Reading a chunk out of PostgreSQL costs
+ * served from here afterwards, verified against its hash on its first read by each process
+ * (a file that fails is dropped and read from the registry again). Reading a chunk out of PostgreSQL costs
  * its bytes hex-encoded on the server and decoded in the hub; a file costs a page-cache
  * copy, which is what lets a download approach the speed of the network.
  *
@@ -17,6 +17,12 @@ import type { Logger } from '../shared/logger.js';
  */
 export class ChunkCache {
   #ready: Promise<unknown> | undefined;
+  /**
+   * Files this process wrote or verified: they are not hashed again on every read (the
+   * participant verifies every chunk regardless, so a file changed behind the hub's back
+   * is refused there, and dropped here at the next restart). 64 bytes per chunk.
+   */
+  readonly #verified = new Set<string>();
 
   constructor(
     readonly dir: string,
@@ -32,7 +38,10 @@ export class ChunkCache {
     const path = this.#path(sha256);
     if (existsSync(path)) {
       const data = await readFile(path).catch(() => null);
-      if (data && sha256Hex(data) === sha256) return data;
+      if (data && (this.#verified.has(sha256) || sha256Hex(data) === sha256)) {
+        this.#verified.add(sha256);
+        return data;
+      }
       this.logger.warn({ sha256 }, 'cached chunk failed verification; reading the registry');
       await rm(path, { force: true });
     }
@@ -41,8 +50,9 @@ export class ChunkCache {
     // says so) but never kept.
     if (sha256Hex(data) !== sha256) return data;
     // A failed write only costs the next read a trip to the registry.
-    await this.#put(path, data).catch((err: unknown) =>
-      this.logger.warn({ err, sha256 }, 'chunk cache write failed'),
+    await this.#put(path, data).then(
+      () => this.#verified.add(sha256),
+      (err: unknown) => this.logger.warn({ err, sha256 }, 'chunk cache write failed'),
     );
     return data;
   }

@@ -186,36 +186,41 @@ describe.each(targets)('durable stream events ($name registry)', (target) => {
     expect(again.map((e) => Number(e.sequence))).toEqual([7]);
   });
 
-  it.runIf(target.name === 'PostgreSQL')(
-    "wakes a replica's subscribers through NOTIFY when another replica publishes",
-    async () => {
-      // Replica A serves the participant and would poll only once an hour; replica B's
-      // registry connection, the way another hub process publishes, is the only other writer.
-      const replicaB = await openRegistry({ databaseUrl: database.url, logger });
-      const serverA = await startServer(3_600_000);
-      const client = await hubClientFor(pki, 'bank-a', `localhost:${port}`);
-      const seen: string[] = [];
-      const follower = followStream({
+  it("wakes every subscriber at once through the registry's NOTIFY, whoever publishes", async () => {
+    // The hub would poll only once an hour. On PostgreSQL the versions are published over
+    // a second registry connection, as another hub replica would; on PGlite, by the same
+    // process without telling the hub.
+    const replicaB =
+      target.name === 'PostgreSQL'
+        ? await openRegistry({ databaseUrl: database.url, logger })
+        : registry;
+    const serverA = await startServer(3_600_000);
+    const clients = await Promise.all(
+      [0, 1, 2].map(() => hubClientFor(pki, 'bank-a', `localhost:${port}`)),
+    );
+    const seen: string[][] = [[], [], []];
+    const followers = clients.map((client, i) =>
+      followStream({
         client,
-        store: new LocalStore(join(dir, 'replicas')),
+        store: new LocalStore(join(dir, `replicas-${i}`)),
         stream: 'replicas',
         logger,
         onEvent: async (event) => {
-          seen.push(event.versionId);
+          seen[i]!.push(event.versionId);
           return { action: 'recorded' };
         },
-      });
-      const v1 = version('replicas', null, 11);
-      await publishBuilt(replicaB.prisma, v1);
-      await until(() => seen.length === 1, 10_000, 'the first NOTIFY');
-      const v2 = version('replicas', v1, 12);
-      await publishBuilt(replicaB.prisma, v2);
-      await until(() => seen.length === 2, 10_000, 'the second NOTIFY');
-      await follower.stop();
-      client.close();
-      await serverA.close(0);
-      await replicaB.close();
-      expect(seen).toEqual([v1.id, v2.id]);
-    },
-  );
+      }),
+    );
+    const v1 = version('replicas', null, 11);
+    await publishBuilt(replicaB.prisma, v1);
+    await until(() => seen.every((s) => s.length === 1), 10_000, 'the first NOTIFY');
+    const v2 = version('replicas', v1, 12);
+    await publishBuilt(replicaB.prisma, v2);
+    await until(() => seen.every((s) => s.length === 2), 10_000, 'the second NOTIFY');
+    for (const follower of followers) await follower.stop();
+    for (const client of clients) client.close();
+    await serverA.close(0);
+    if (replicaB !== registry) await replicaB.close();
+    expect(seen).toEqual([0, 1, 2].map(() => [v1.id, v2.id]));
+  });
 });

@@ -66,15 +66,17 @@ export function encodeTensor(name: string, values: Float32Array, dtype: StateDty
 }
 
 /**
- * Decodes a tensor's bytes to float32. `bytes` may start at any offset: they are copied
- * into an aligned buffer first.
+ * Decodes a tensor's bytes to float32. `bytes` (a Uint8Array or Buffer) may start at any
+ * offset: they are copied into an aligned buffer first.
  */
 export function decodeTensor(
   bytes: Uint8Array,
   dtype: Exclude<TensorDtype, 'uint8'>,
   scale?: number,
 ): Float32Array {
-  const aligned = bytes.slice();
+  // A copy into a fresh buffer of its own: `Buffer#slice` would share the blob's memory,
+  // and the typed arrays below read from the start of the buffer they are given.
+  const aligned = new Uint8Array(bytes);
   if (dtype === 'float32') return new Float32Array(aligned.buffer, 0, aligned.byteLength / 4);
   if (dtype === 'float16') {
     return Float32Array.from(new Float16Array(aligned.buffer, 0, aligned.byteLength / 2));
