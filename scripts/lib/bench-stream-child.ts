@@ -22,9 +22,10 @@ import { openRegistry } from '../../services/registry/database.js';
 import { getVersion, readChunk } from '../../services/registry/knowledge.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
-import { createHubClient, type HubClient } from '../../services/participant/hub-client.js';
+import type { HubClient } from '../../services/participant/hub-client.js';
 import { downloadVersion } from '../../services/participant/downloader.js';
 import { LocalStore } from '../../services/participant/local-store.js';
+import { hubClientFor, hubTlsPems } from '../../test/helpers/versions.js';
 
 const role = process.env.BENCH_ROLE!;
 const args = JSON.parse(process.env.BENCH_ARGS ?? '{}') as Record<string, unknown>;
@@ -50,13 +51,8 @@ process.on('message', (message: { type: string }) => {
 
 const pki = pkiLayout(String(args.pkiDir));
 
-async function clientFor(identity: string): Promise<HubClient> {
-  return createHubClient({
-    address: `localhost:${String(args.port)}`,
-    caPem: await readFile(pki.caCert),
-    certPem: await readFile(pki.participant(identity).cert),
-    keyPem: await readFile(pki.participant(identity).key),
-  });
+function clientFor(identity: string): Promise<HubClient> {
+  return hubClientFor(pki, identity, `localhost:${String(args.port)}`);
 }
 
 async function hub() {
@@ -66,11 +62,7 @@ async function hub() {
     announcer: new Announcer(),
     host: '127.0.0.1',
     port: 0,
-    tls: {
-      caPem: await readFile(pki.caCert, 'utf8'),
-      certPem: await readFile(pki.hubCert, 'utf8'),
-      keyPem: await readFile(pki.hubKey, 'utf8'),
-    },
+    tls: await hubTlsPems(pki),
     logger,
     ...(args.chunkCacheDir ? { chunkCacheDir: String(args.chunkCacheDir) } : {}),
   });

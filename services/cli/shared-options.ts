@@ -1,5 +1,5 @@
-import type { Command } from 'commander';
-import { envOption, integerAtLeast, parseWidths } from './options.js';
+import { InvalidArgumentError, type Command } from 'commander';
+import { envOption, integerAtLeast, parseAddress, parseWidths } from './options.js';
 
 /**
  * Options that several commands take with the same meaning and environment variable, so
@@ -72,4 +72,39 @@ export function addStudentHiddenOption(command: Command): Command {
       .default([16])
       .argParser(parseWidths),
   );
+}
+
+/**
+ * `--id`, `--hub` and `--server-name`: who this participant is and which hub it connects to,
+ * for the commands that run as a partner bank against the hub.
+ */
+export function addHubClientOptions(command: Command): Command {
+  return command
+    .addOption(
+      envOption(
+        '--id <identity>',
+        "this participant's identity, as in its certificate",
+        'DISTILLERY_PARTICIPANT_ID',
+      ).makeOptionMandatory(),
+    )
+    .addOption(
+      envOption('--hub <host:port>', "the hub's gRPC address", 'DISTILLERY_HUB')
+        .default('127.0.0.1:7443')
+        .argParser(parseAddress),
+    )
+    .addOption(
+      envOption(
+        '--server-name <name>',
+        "name to check the hub's certificate against (default: the host)",
+        'DISTILLERY_HUB_SERVER_NAME',
+      ),
+    );
+}
+
+/** Parses a knowledge version id: 64 lowercase hex digits. */
+export function parseVersionId(value: string): string {
+  if (!/^[0-9a-f]{64}$/.test(value)) {
+    throw new InvalidArgumentError('a version id is 64 lowercase hex digits');
+  }
+  return value;
 }

@@ -91,11 +91,7 @@ export function checkAccess(question: AccessQuestion) {
   }
   const allowing = inRange.find((g) => tensors.every((t) => grantCoversTensor(g, t)));
   if (allowing) return allowing;
-  if (
-    tensors.length > 0 &&
-    inRange.every((g) => !grantReleasesFullStates(g)) &&
-    inRange.some((g) => tensors.some((t) => g.kinds.includes(t.kind)))
-  ) {
+  if (tensors.length > 0 && inRange.every((g) => !grantReleasesFullStates(g))) {
     throw fail('GRANT_DENIED', {
       participant,
       what: `the full states of version ${sequence} of stream "${stream}": the grant's release policy limits what is released, so it answers through query mode only`,
@@ -132,6 +128,12 @@ export function grantedTensors(question: AccessQuestion): RequestedTensor[] {
     if (allowed.length > best.length) best = allowed;
   }
   if (best.length === 0 && question.tensors.length > 0) {
+    if (candidates.length > 0 && candidates.every((g) => !grantReleasesFullStates(g))) {
+      throw fail('GRANT_DENIED', {
+        participant,
+        what: `the full states of version ${sequence} of stream "${stream}": the grant's release policy limits what is released, so it answers through query mode only`,
+      });
+    }
     throw fail('GRANT_DENIED', {
       participant,
       what: `any tensor of version ${sequence} of stream "${stream}"`,

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { LayersModel } from '@tensorflow/tfjs';
 import { HUB_STUDENT_ARTEFACTS } from '../participant/distiller.js';
 import { registerStudent } from '../registry/students.js';
@@ -6,7 +5,7 @@ import type { ArtefactInput } from '../shared/knowledge/tensor-pack.js';
 import { trainStudent } from '../shared/ml/distil.js';
 import { prAuc, rocAuc } from '../shared/ml/metrics.js';
 import { countParams } from '../shared/ml/mlp.js';
-import { serializeModel } from '../shared/ml/model-io.js';
+import { hashModelWeights, serializeModel } from '../shared/ml/model-io.js';
 import { predictLogits, predictPositive } from '../shared/ml/predict.js';
 import type { ArtefactContext, ArtefactHook } from './publisher.js';
 
@@ -74,7 +73,7 @@ export function createHubStudentHook(settings: HubStudentSettings): ArtefactHook
         metrics: {
           stream: request.stream,
           temperature: request.temperature,
-          teacherWeightsSha256: hashWeights(teacher),
+          teacherWeightsSha256: hashModelWeights(teacher),
           validationAuc: validation.auc,
           validationPrAuc: validation.prAuc,
           ...(test ? { testAuc: test.auc, testPrAuc: test.prAuc } : {}),
@@ -100,14 +99,4 @@ export function createHubStudentHook(settings: HubStudentSettings): ArtefactHook
       model.dispose();
     }
   };
-}
-
-/** SHA-256 over the teacher's weights in layer order, as the manifest's teacher hash. */
-function hashWeights(model: LayersModel): string {
-  const hash = createHash('sha256');
-  for (const weight of model.getWeights()) {
-    const values = weight.dataSync() as Float32Array;
-    hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-  }
-  return hash.digest('hex');
 }

@@ -1,14 +1,19 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import type { LayersModel } from '@tensorflow/tfjs';
 import { fail } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { Engine } from '../shared/ml/engine.js';
 import { countParams } from '../shared/ml/mlp.js';
 import { rocAuc } from '../shared/ml/metrics.js';
-import { deserializeModel, loadModel, saveModel, serializeModel } from '../shared/ml/model-io.js';
+import {
+  deserializeModel,
+  hashModelWeights,
+  loadModel,
+  saveModel,
+  serializeModel,
+} from '../shared/ml/model-io.js';
 import { predictPositive } from '../shared/ml/predict.js';
 import { computeTeacherStates } from '../shared/ml/states.js';
 import { trainTeacher } from '../shared/ml/teacher.js';
@@ -19,6 +24,7 @@ import {
   type KnowledgeManifest,
 } from '../shared/knowledge/manifest.js';
 import {
+  packedManifestFields,
   packTensors,
   type ArtefactInput,
   type TensorInput,
@@ -269,7 +275,7 @@ export class KnowledgePublisher {
           hidden: settings.hidden,
           outputs: 2,
           params,
-          weightsSha256: hashWeights(trained.model),
+          weightsSha256: hashModelWeights(trained.model),
           epochsTrained,
           validationAuc: trained.bestValAuc,
           engine: engine.name,
@@ -277,11 +283,7 @@ export class KnowledgePublisher {
         transferSet: { rows: n, encodedSha256: data.transfer.encodedSha256 },
         preprocessing: data.spec,
         temperature: request.temperature,
-        tensors: packed.tensors,
-        chunkBytes: packed.chunkBytes,
-        chunks: packed.chunks.map((c) => c.sha256),
-        totalBytes: packed.totalBytes,
-        rootHash: packed.rootHash,
+        ...packedManifestFields(packed),
       };
       const manifestJson = serialiseManifest(manifest);
       const id = versionIdOf(manifestJson);
@@ -395,14 +397,4 @@ export class KnowledgePublisher {
     this.#teacher?.model.dispose();
     this.#teacher = undefined;
   }
-}
-
-/** SHA-256 over the teacher's weights in layer order: identifies the exact teacher. */
-function hashWeights(model: LayersModel): string {
-  const hash = createHash('sha256');
-  for (const weight of model.getWeights()) {
-    const values = weight.dataSync() as Float32Array;
-    hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-  }
-  return hash.digest('hex');
 }

@@ -124,6 +124,24 @@ export class Distiller {
     readLabelledRows(this.files.testRows, schema);
   }
 
+  /**
+   * The tensors of `manifest` that {@link distil} reads: the teacher's logits, and the first
+   * hidden layer when the hint loss is on (`required`), plus a hub-distilled student's
+   * artefacts when the version carries one (`optional`: a grant may leave them out).
+   * A participant downloads these and nothing else, so a grant that leaves out the kinds it
+   * does not use is enough.
+   */
+  tensorsNeeded(manifest: KnowledgeManifest): { required: string[]; optional: string[] } {
+    const required = manifest.tensors.filter((t) => t.name === 'logits').map((t) => t.name);
+    const hidden = this.settings.hint
+      ? manifest.tensors.find((t) => t.kind === 'hidden')
+      : undefined;
+    if (hidden) required.push(hidden.name);
+    const names = new Set(manifest.tensors.map((t) => t.name));
+    const optional = Object.values(HUB_STUDENT_ARTEFACTS).filter((name) => names.has(name));
+    return { required, optional: optional.length === 2 ? optional : [] };
+  }
+
   async distil(
     manifest: KnowledgeManifest,
     blob: Uint8Array,

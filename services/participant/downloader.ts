@@ -34,6 +34,12 @@ export interface DownloadOptions {
   load?: boolean;
   /** Called after each chunk is verified and stored (progress, tests). */
   onChunk?: (index: number, bytes: number) => void;
+  /**
+   * The tensors to fetch, chosen from the verified manifest; default every tensor. Only
+   * their chunks are asked for, verified and placed in the blob, and the result's manifest
+   * lists only them, so that no reader can take the zeros of a tensor left out for data.
+   */
+  tensors?: (manifest: KnowledgeManifest) => readonly string[];
 }
 
 /**
@@ -60,7 +66,8 @@ export async function downloadVersion(
   const manifest = parseManifest(versionId, manifestBytes);
   if (!existsSync(manifestPath)) await writeAtomically(manifestPath, manifestBytes);
 
-  const spans = chunkSpans(manifest);
+  const wanted = options.tensors?.(manifest);
+  const spans = selectSpans(versionId, manifest, wanted);
   let chunksFetched = 0;
   let bytesReceived = 0;
   let chunksHeld = -1;
@@ -75,15 +82,21 @@ export async function downloadVersion(
           'fetching only the chunks not held',
         );
       }
-      const received = await fetchMissing(client, store, manifest, versionId, missing, options);
+      const received = await fetchMissing(client, store, manifest, versionId, missing, {
+        ...options,
+        ...(wanted ? { tensorNames: wanted } : {}),
+      });
       chunksFetched += received.chunks;
       bytesReceived += received.bytes;
     }
+    const held = wanted
+      ? { ...manifest, tensors: manifest.tensors.filter((t) => wanted.includes(t.name)) }
+      : manifest;
     if (options.load === false) {
-      return done(manifest, new Uint8Array(0));
+      return done(held, new Uint8Array(0));
     }
     const blob = await assemble(store, manifest, spans, logger, versionId);
-    if (blob) return done(manifest, blob);
+    if (blob) return done(held, blob);
   }
   throw fail('MANIFEST_INVALID', {
     id: versionId,
@@ -100,6 +113,35 @@ export async function downloadVersion(
       durationMs: Math.round(performance.now() - started),
     };
   }
+}
+
+/**
+ * The chunks holding `tensors` (all chunks when none are named). Format 1 chunks can
+ * straddle two tensors, so there every chunk overlapping a named tensor is kept.
+ */
+function selectSpans(
+  versionId: string,
+  manifest: KnowledgeManifest,
+  tensors: readonly string[] | undefined,
+): ChunkSpan[] {
+  const spans = chunkSpans(manifest);
+  if (!tensors) return spans;
+  const known = new Set(manifest.tensors.map((t) => t.name));
+  const unknown = tensors.find((name) => !known.has(name));
+  if (unknown !== undefined) {
+    throw fail('MANIFEST_INVALID', {
+      id: versionId,
+      detail: `the version has no tensor "${unknown}"`,
+    });
+  }
+  const chosen = manifest.tensors.filter((t) => tensors.includes(t.name));
+  return spans.filter((span) =>
+    span.tensor !== null
+      ? tensors.includes(span.tensor)
+      : chosen.some(
+          (t) => span.offset < t.offset + t.byteLength && t.offset < span.offset + span.length,
+        ),
+  );
 }
 
 /** The chunks the store lacks, one per distinct hash, in index order. */
@@ -120,16 +162,18 @@ async function fetchMissing(
   manifest: KnowledgeManifest,
   versionId: string,
   missing: readonly ChunkSpan[],
-  options: DownloadOptions,
+  options: DownloadOptions & { tensorNames?: readonly string[] },
 ): Promise<{ chunks: number; bytes: number }> {
   const first = missing[0]!.index;
   const last = missing.at(-1)!.index;
   // A run of every chunk from one index to the end is asked for by its start (a short
   // request), anything else by its indices.
-  const request: ChunkRequest =
-    last - first + 1 === missing.length && last === manifest.chunks.length - 1
+  const request: ChunkRequest = {
+    ...(last - first + 1 === missing.length && last === manifest.chunks.length - 1
       ? { fromIndex: first }
-      : { indices: missing.map((s) => s.index) };
+      : { indices: missing.map((s) => s.index) }),
+    ...(options.tensorNames ? { tensors: [...options.tensorNames] } : {}),
+  };
   const stream = client.fetchChunks(versionId, request);
   let received = 0;
   let bytes = 0;

@@ -15,6 +15,7 @@ import {
   type StudentSettings,
 } from './distiller.js';
 import { downloadVersion } from './downloader.js';
+import type { KnowledgeManifest } from '../shared/knowledge/manifest.js';
 import { LocalStore } from './local-store.js';
 import { createStudentRecorder } from './student-recorder.js';
 import { followStream, type EventOutcome } from './stream-follower.js';
@@ -117,9 +118,35 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   });
   const results: StudentResult[] = [];
+  /**
+   * Fetches the tensors the distiller reads. A hub-distilled student comes too when the
+   * grant covers artefacts; when it does not, the node distils without it and says so.
+   */
+  const downloadUsed = async (versionId: string, log: Logger) => {
+    let withOptional = true;
+    let askedOptional = false;
+    const tensors = (manifest: KnowledgeManifest) => {
+      const { required, optional } = distiller.tensorsNeeded(manifest);
+      askedOptional = withOptional && optional.length > 0;
+      return withOptional ? [...required, ...optional] : required;
+    };
+    try {
+      return await downloadVersion(client, store, versionId, log, { tensors });
+    } catch (err) {
+      const denied = (err as { code?: unknown }).code === GrpcStatus.PERMISSION_DENIED;
+      if (!denied || !askedOptional) throw err;
+      withOptional = false;
+      const retried = await downloadVersion(client, store, versionId, log, { tensors });
+      log.warn(
+        { refused: (err as Error).message },
+        "the hub's own student is not granted to this participant; distilling without it",
+      );
+      return retried;
+    }
+  };
   const studentFor = async (versionId: string, sequence: number, log: Logger) => {
     log.info('version announced');
-    const downloaded = await downloadVersion(client, store, versionId, log);
+    const downloaded = await downloadUsed(versionId, log);
     log.info(
       {
         bytes: downloaded.bytesReceived,

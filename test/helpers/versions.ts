@@ -6,7 +6,11 @@ import {
   versionIdOf,
   type KnowledgeManifest,
 } from '../../services/shared/knowledge/manifest.js';
-import { packTensors, type TensorInput } from '../../services/shared/knowledge/tensor-pack.js';
+import {
+  packedManifestFields,
+  packTensors,
+  type TensorInput,
+} from '../../services/shared/knowledge/tensor-pack.js';
 import type { StateDtype } from '../../services/shared/knowledge/encoding.js';
 import type { PrismaClient } from '../../services/generated/prisma/client.js';
 import { publishVersion } from '../../services/registry/knowledge.js';
@@ -23,13 +27,17 @@ export interface BuiltVersion {
   blob: Buffer;
 }
 
-/** Packs `tensors` into a manifest of `stream` after `parentId`. */
+/**
+ * Packs `tensors` into a manifest of `stream` after `parentId`, whose transfer set claims
+ * `transferRows` rows.
+ */
 export function buildVersionOf(
   stream: string,
   parentId: string | null,
   tensors: TensorInput[],
   chunkBytes: number,
   dtype: StateDtype = 'float32',
+  transferRows = 1,
 ): BuiltVersion {
   const packed = packTensors(tensors, chunkBytes, { dtype });
   const manifest: KnowledgeManifest = {
@@ -47,14 +55,10 @@ export function buildVersionOf(
       validationAuc: 0.7,
       engine: 'test',
     },
-    transferSet: { rows: 1, encodedSha256: 'b'.repeat(64) },
+    transferSet: { rows: transferRows, encodedSha256: 'b'.repeat(64) },
     preprocessing: {},
     temperature: 4,
-    tensors: packed.tensors,
-    chunkBytes: packed.chunkBytes,
-    chunks: packed.chunks.map((c) => c.sha256),
-    totalBytes: packed.totalBytes,
-    rootHash: packed.rootHash,
+    ...packedManifestFields(packed),
   };
   const manifestJson = serialiseManifest(manifest);
   return {
@@ -111,4 +115,15 @@ export async function hubClientFor(
     certPem: await readFile(pki.participant(identity).cert),
     keyPem: await readFile(pki.participant(identity).key),
   });
+}
+
+/** The hub's TLS material of a development PKI, as PEM text for `startKnowledgeServer`. */
+export async function hubTlsPems(
+  pki: PkiLayout,
+): Promise<{ caPem: string; certPem: string; keyPem: string }> {
+  return {
+    caPem: await readFile(pki.caCert, 'utf8'),
+    certPem: await readFile(pki.hubCert, 'utf8'),
+    keyPem: await readFile(pki.hubKey, 'utf8'),
+  };
 }

@@ -11,28 +11,29 @@ import {
   issueClientCertificate,
   type PkiLayout,
 } from '../../services/shared/pki/index.js';
-import { packTensors } from '../../services/shared/knowledge/tensor-pack.js';
-import {
-  MANIFEST_FORMAT,
-  serialiseManifest,
-  versionIdOf,
-  type KnowledgeManifest,
-} from '../../services/shared/knowledge/manifest.js';
 import { loadKnowledgeProto } from '../../services/shared/transport/proto.js';
 import { CHANNEL_OPTIONS } from '../../services/shared/transport/limits.js';
 import { openRegistry, type Registry } from '../../services/registry/database.js';
 import { queryAccessLog } from '../../services/registry/access-log.js';
 import { enrolParticipant } from '../../services/registry/participants.js';
 import { ensureDefaultGrant } from '../../services/registry/grants.js';
-import { ensureStream, publishVersion } from '../../services/registry/knowledge.js';
+import { ensureStream } from '../../services/registry/knowledge.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
 import { MAX_OPEN_CALLS } from '../../services/hub/knowledge-service.js';
 import type { MtlsListener } from '../../services/hub/mtls-listener.js';
-import { createHubClient, type HubClient } from '../../services/participant/hub-client.js';
+import type { HubClient } from '../../services/participant/hub-client.js';
 import { downloadVersion } from '../../services/participant/downloader.js';
 import { LocalStore } from '../../services/participant/local-store.js';
 import { createTestDatabase } from '../helpers/database.js';
+import {
+  buildVersionOf,
+  hubClientFor,
+  hubTlsPems,
+  publishBuilt,
+  stateTensors,
+  type BuiltVersion,
+} from '../helpers/versions.js';
 
 const logger = silentLogger();
 
@@ -52,55 +53,15 @@ const targets: { name: string; url: () => Promise<{ url: string; drop(): Promise
   ...(process.env.DATABASE_URL ? [{ name: 'PostgreSQL', url: createTestDatabase }] : []),
 ];
 
-/** A synthetic version: three tensors, cut into chunks of `chunkBytes`. */
+/** A synthetic version: logits and one hidden layer of `rows` rows, cut into chunks of `chunkBytes`. */
 function buildVersion(
   stream: string,
   parentId: string | null,
   rows: number,
   chunkBytes: number,
   fill: number,
-) {
-  const logits = new Float32Array(rows * 2).map((_, i) => fill + i * 0.001);
-  const hidden = new Float32Array(rows * 64).map((_, i) => Math.sin(fill + i));
-  const packed = packTensors(
-    [
-      { name: 'logits', kind: 'logits', shape: [rows, 2], values: logits },
-      {
-        name: 'hidden.hidden_2',
-        kind: 'hidden',
-        layer: 'hidden_2',
-        shape: [rows, 64],
-        values: hidden,
-      },
-    ],
-    chunkBytes,
-  );
-  const manifest: KnowledgeManifest = {
-    format: MANIFEST_FORMAT,
-    stream,
-    parentId,
-    createdAt: new Date().toISOString(),
-    teacher: {
-      inputDim: 10,
-      hidden: [64, 64],
-      outputs: 2,
-      params: 5000,
-      weightsSha256: 'a'.repeat(64),
-      epochsTrained: 1,
-      validationAuc: 0.7,
-      engine: 'test',
-    },
-    transferSet: { rows, encodedSha256: 'b'.repeat(64) },
-    preprocessing: {},
-    temperature: 4,
-    tensors: packed.tensors,
-    chunkBytes: packed.chunkBytes,
-    chunks: packed.chunks.map((c) => c.sha256),
-    totalBytes: packed.totalBytes,
-    rootHash: packed.rootHash,
-  };
-  const manifestJson = serialiseManifest(manifest);
-  return { id: versionIdOf(manifestJson), manifestJson, manifest, packed };
+): BuiltVersion {
+  return buildVersionOf(stream, parentId, stateTensors(rows, fill), chunkBytes, 'float32', rows);
 }
 
 describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (target) => {
@@ -113,23 +74,11 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
   let address: string;
   let v1: ReturnType<typeof buildVersion>;
 
-  const clientFor = async (identity: string): Promise<HubClient> =>
-    createHubClient({
-      address,
-      caPem: await readFile(pki.caCert),
-      certPem: await readFile(pki.participant(identity).cert),
-      keyPem: await readFile(pki.participant(identity).key),
-    });
+  const clientFor = (identity: string): Promise<HubClient> =>
+    hubClientFor(pki, identity, address);
 
   const publish = async (version: ReturnType<typeof buildVersion>) => {
-    const stored = await publishVersion(registry.prisma, {
-      stream: 'default',
-      id: version.id,
-      manifestJson: version.manifestJson,
-      rootHash: version.packed.rootHash,
-      parentId: version.manifest.parentId,
-      chunks: version.packed.chunks,
-    });
+    const stored = await publishBuilt(registry.prisma, version);
     announcer.announce({ stream: 'default', sequence: stored.sequence });
     return stored;
   };
@@ -153,11 +102,7 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
       announcer,
       host: '127.0.0.1',
       port: 0,
-      tls: {
-        caPem: await readFile(pki.caCert, 'utf8'),
-        certPem: await readFile(pki.hubCert, 'utf8'),
-        keyPem: await readFile(pki.hubKey, 'utf8'),
-      },
+      tls: await hubTlsPems(pki),
       logger,
     });
     address = `localhost:${server.port}`;

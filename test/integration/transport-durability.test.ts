@@ -21,6 +21,7 @@ import { createTestDatabase } from '../helpers/database.js';
 import {
   buildVersionOf,
   hubClientFor,
+  hubTlsPems,
   publishBuilt,
   stateTensors,
   type BuiltVersion,
@@ -68,11 +69,7 @@ describe.each(targets)('durable stream events ($name registry)', (target) => {
       announcer: new Announcer(),
       host: '127.0.0.1',
       port,
-      tls: {
-        caPem: await readFile(pki.caCert, 'utf8'),
-        certPem: await readFile(pki.hubCert, 'utf8'),
-        keyPem: await readFile(pki.hubKey, 'utf8'),
-      },
+      tls: await hubTlsPems(pki),
       logger,
       // One token key across restarts, as a hub keeps its key in its state directory.
       trust: { tokenKey },

@@ -19,7 +19,13 @@ import type { MtlsListener } from '../../services/hub/mtls-listener.js';
 import { downloadVersion } from '../../services/participant/downloader.js';
 import { LocalStore } from '../../services/participant/local-store.js';
 import { createTestDatabase } from '../helpers/database.js';
-import { buildVersionOf, hubClientFor, publishBuilt, stateTensors } from '../helpers/versions.js';
+import {
+  buildVersionOf,
+  hubClientFor,
+  hubTlsPems,
+  publishBuilt,
+  stateTensors,
+} from '../helpers/versions.js';
 
 const logger = silentLogger();
 
@@ -62,11 +68,7 @@ describe.each(targets)(
         announcer: new Announcer(),
         host: '127.0.0.1',
         port: 0,
-        tls: {
-          caPem: await readFile(pki.caCert, 'utf8'),
-          certPem: await readFile(pki.hubCert, 'utf8'),
-          keyPem: await readFile(pki.hubKey, 'utf8'),
-        },
+        tls: await hubTlsPems(pki),
         logger,
         onChunkRead: (versionId, index) => reads.push({ versionId, index, at: performance.now() }),
       });

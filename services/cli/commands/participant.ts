@@ -1,24 +1,18 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { createLogger } from '../../shared/logger.js';
 import { assertValidIdentity, pkiLayout } from '../../shared/pki/index.js';
 import { onShutdownSignal, tellParent } from '../lifecycle.js';
 import {
   addDatasetOption,
+  addHubClientOptions,
   addStudentHiddenOption,
   addSeedOption,
   addSharedDataFileOptions,
   addTlsFileOptions,
+  parseVersionId,
 } from '../shared-options.js';
-import { envOption, integerAtLeast, numberBetween, parseAddress } from '../options.js';
-
-/** A knowledge version id: 64 lowercase hex digits. */
-function parseVersionId(value: string): string {
-  if (!/^[0-9a-f]{64}$/.test(value)) {
-    throw new InvalidArgumentError('a version id is 64 lowercase hex digits');
-  }
-  return value;
-}
+import { envOption, integerAtLeast, numberBetween } from '../options.js';
 
 interface ParticipantFlags {
   id: string;
@@ -47,29 +41,11 @@ interface ParticipantFlags {
 
 /** `distillery participant`: runs a partner bank's node. */
 export function participantCommand(): Command {
-  const command = new Command('participant')
-    .description(
+  const command = addHubClientOptions(
+    new Command('participant').description(
       "run a partner bank's node: subscribes to the hub, downloads each knowledge version and distils a student on the bank's own rows",
-    )
-    .addOption(
-      envOption(
-        '--id <identity>',
-        "this participant's identity, as in its certificate",
-        'DISTILLERY_PARTICIPANT_ID',
-      ).makeOptionMandatory(),
-    )
-    .addOption(
-      envOption('--hub <host:port>', "the hub's gRPC address", 'DISTILLERY_HUB')
-        .default('127.0.0.1:7443')
-        .argParser(parseAddress),
-    )
-    .addOption(
-      envOption(
-        '--server-name <name>',
-        "name to check the hub's certificate against (default: the host)",
-        'DISTILLERY_HUB_SERVER_NAME',
-      ),
-    )
+    ),
+  )
     .addOption(
       envOption(
         '--data-dir <dir>',

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { readUnlabelledRows } from '../../shared/data/csv.js';
@@ -6,8 +6,13 @@ import { getDatasetSchema } from '../../shared/data/dataset-schema.js';
 import { encodeRows, featureDim, parsePreprocessorSpec } from '../../shared/data/preprocessing.js';
 import { parseManifest } from '../../shared/knowledge/manifest.js';
 import { assertValidIdentity, pkiLayout } from '../../shared/pki/index.js';
-import { addDatasetOption, addTlsFileOptions } from '../shared-options.js';
-import { envOption, numberBetween, parseAddress } from '../options.js';
+import {
+  addDatasetOption,
+  addHubClientOptions,
+  addTlsFileOptions,
+  parseVersionId,
+} from '../shared-options.js';
+import { envOption, numberBetween } from '../options.js';
 
 interface QueryFlags {
   id: string;
@@ -31,29 +36,11 @@ interface QueryFlags {
  * teacher's states for them, as the bank's grant releases them, to a JSON file.
  */
 export function queryCommand(): Command {
-  const command = new Command('query')
-    .description(
+  const command = addHubClientOptions(
+    new Command('query').description(
       "query mode: send the bank's own unlabelled rows to the hub and receive the teacher's states for them under the bank's grant (release policy, differential privacy and budget as the grant sets them)",
-    )
-    .addOption(
-      envOption(
-        '--id <identity>',
-        "this participant's identity, as in its certificate",
-        'DISTILLERY_PARTICIPANT_ID',
-      ).makeOptionMandatory(),
-    )
-    .addOption(
-      envOption('--hub <host:port>', "the hub's gRPC address", 'DISTILLERY_HUB')
-        .default('127.0.0.1:7443')
-        .argParser(parseAddress),
-    )
-    .addOption(
-      envOption(
-        '--server-name <name>',
-        "name to check the hub's certificate against (default: the host)",
-        'DISTILLERY_HUB_SERVER_NAME',
-      ),
-    )
+    ),
+  )
     .addOption(
       envOption(
         '--stream <name>',
@@ -64,12 +51,7 @@ export function queryCommand(): Command {
     .requiredOption(
       '--knowledge-version <id>',
       'knowledge version whose preprocessing encodes the rows (64 hex digits)',
-      (value: string) => {
-        if (!/^[0-9a-f]{64}$/.test(value)) {
-          throw new InvalidArgumentError('a version id is 64 lowercase hex digits');
-        }
-        return value;
-      },
+      parseVersionId,
     )
     .requiredOption('--input <file>', "CSV of the bank's rows (a label column is ignored)")
     .option('--out <file>', 'where to write the answer (JSON)', 'query-answer.json')

@@ -41,6 +41,26 @@ export interface PackedTensors {
   rootHash: string;
 }
 
+/** The fields of a manifest that describe its packed tensors. */
+export type PackedManifestFields = Pick<
+  KnowledgeManifest,
+  'tensors' | 'chunkBytes' | 'chunks' | 'totalBytes' | 'rootHash'
+>;
+
+/**
+ * What a manifest records of `packed`: its tensor entries, chunk size, chunk hashes in
+ * order, total size and root hash.
+ */
+export function packedManifestFields(packed: PackedTensors): PackedManifestFields {
+  return {
+    tensors: packed.tensors,
+    chunkBytes: packed.chunkBytes,
+    chunks: packed.chunks.map((c) => c.sha256),
+    totalBytes: packed.totalBytes,
+    rootHash: packed.rootHash,
+  };
+}
+
 /**
  * Encodes each tensor (little-endian, the layout of typed arrays on every platform Node
  * supports), lays them end to end, and cuts EACH TENSOR into chunks of `chunkBytes` (its

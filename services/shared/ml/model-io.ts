@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { io, type LayersModel } from '@tensorflow/tfjs';
@@ -195,4 +196,17 @@ export async function loadModel(engine: Engine, dir: string): Promise<LayersMode
     offset += part.byteLength;
   }
   return deserializeModel(engine, { modelJson, weights }, dir);
+}
+
+/**
+ * SHA-256 over a model's weights in layer order (the raw float32 bytes of each weight tensor,
+ * end to end), hex: identifies the exact weights, as a manifest's teacher hash records them.
+ */
+export function hashModelWeights(model: LayersModel): string {
+  const hash = createHash('sha256');
+  for (const weight of model.getWeights()) {
+    const values = weight.dataSync() as Float32Array;
+    hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+  return hash.digest('hex');
 }

@@ -69,8 +69,24 @@ export async function signCertificateSigningRequest(
 ): Promise<SignedRequest> {
   const where = 'signCertificateSigningRequest';
   const validity = resolveValidity(options, 365, where);
-  const csr = parseRequest(csrPem);
+  const { csr, identity } = await checkRequest(csrPem);
+  const issuer = await loadIssuer(ca, where);
+  const signed = await signLeaf(issuer, {
+    ...clientContents(identity, options.role ?? 'participant'),
+    publicKey: csr.publicKey,
+    validity,
+  });
+  return { ...signed, identity };
+}
 
+/**
+ * Parses a PKCS#10 request and checks what every use of one needs: its signature verifies,
+ * its key is ECDSA P-256 and its subject holds exactly one CN that is a valid identity.
+ */
+async function checkRequest(
+  csrPem: unknown,
+): Promise<{ csr: x509.Pkcs10CertificateRequest; identity: string }> {
+  const csr = parseRequest(csrPem);
   if (!(await csr.verify(webCrypto))) {
     throw fail('PKI_BAD_CSR', { reason: 'its signature does not verify' });
   }
@@ -82,15 +98,7 @@ export async function signCertificateSigningRequest(
   if (names.length !== 1) {
     throw fail('PKI_BAD_CSR', { reason: 'its subject must hold exactly one CN' });
   }
-
-  const identity = assertValidIdentity(names[0]!);
-  const issuer = await loadIssuer(ca, where);
-  const signed = await signLeaf(issuer, {
-    ...clientContents(identity, options.role ?? 'participant'),
-    publicKey: csr.publicKey,
-    validity,
-  });
-  return { ...signed, identity };
+  return { csr, identity: assertValidIdentity(names[0]!) };
 }
 
 function parseRequest(csrPem: unknown): x509.Pkcs10CertificateRequest {
@@ -120,20 +128,6 @@ export interface CertificateRequestFacts {
 export async function readCertificateSigningRequest(
   csrPem: string,
 ): Promise<CertificateRequestFacts> {
-  const csr = parseRequest(csrPem);
-  if (!(await csr.verify(webCrypto))) {
-    throw fail('PKI_BAD_CSR', { reason: 'its signature does not verify' });
-  }
-  const algorithm = csr.publicKey.algorithm as { name?: string; namedCurve?: string };
-  if (algorithm.name !== 'ECDSA' || algorithm.namedCurve !== 'P-256') {
-    throw fail('PKI_BAD_CSR', { reason: 'its key must be ECDSA P-256' });
-  }
-  const names = csr.subjectName.getField('CN');
-  if (names.length !== 1) {
-    throw fail('PKI_BAD_CSR', { reason: 'its subject must hold exactly one CN' });
-  }
-  return {
-    identity: assertValidIdentity(names[0]!),
-    publicKeySpki: Buffer.from(csr.publicKey.rawData),
-  };
+  const { csr, identity } = await checkRequest(csrPem);
+  return { identity, publicKeySpki: Buffer.from(csr.publicKey.rawData) };
 }
