@@ -28,7 +28,7 @@ import {
 } from './call-authority.js';
 import { grantCoversSequence } from './grant-check.js';
 import { getStream, getVersion } from '../registry/knowledge.js';
-import type { StreamEventWithVersion } from '../registry/stream-events.js';
+import { lastEventSequence, type StreamEventWithVersion } from '../registry/stream-events.js';
 import type { Registry } from '../registry/database.js';
 import type { Announcer } from './announcer.js';
 import { planChunks, sendChunks, writable } from './chunk-sender.js';
@@ -226,6 +226,12 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       // Only the hub's operator creates streams; a subscriber names one that exists.
       await getStream(prisma, stream);
       await authority.authoriseGrant(call, caller, 'subscribe', resource, { stream, tensors: [] });
+      // A place past the stream's end would wait silently for events that already have other
+      // numbers here: the node's state belongs to another hub or to a registry since reset.
+      const last = await lastEventSequence(prisma, stream);
+      if (afterSequence > last) {
+        throw fail('SUBSCRIPTION_AHEAD_OF_STREAM', { stream, last, after: afterSequence });
+      }
       let revoked = false;
       const revocation = closeOnRevocation(call, caller, 'subscribe', resource, () => {
         revoked = true;

@@ -93,6 +93,15 @@ export async function listStreamEvents(
   return events;
 }
 
+/** The sequence of a stream's last event; 0 when it has none. */
+export async function lastEventSequence(db: RegistryDb, stream: string): Promise<number> {
+  const last = await db.streamEvent.aggregate({
+    where: { streamName: stream },
+    _max: { sequence: true },
+  });
+  return last._max.sequence ?? 0;
+}
+
 /** The version a stream's participants should use now, or null when it has none. */
 export async function currentVersionId(db: RegistryDb, stream: string): Promise<string | null> {
   const last = await db.streamEvent.findFirst({

@@ -226,7 +226,8 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.INTERNAL,
   },
   REGISTRY_LOCKED: {
-    message: 'registry {path} is in use by another process (pid {pid}); one hub per data directory',
+    message:
+      'registry {path} is in use by another process (pid {pid}); stop it first: one process per data directory',
     http: 503,
     grpc: GrpcStatus.UNAVAILABLE,
   },
@@ -294,6 +295,12 @@ export const ERROR_CATALOGUE = {
     message: 'grant "{id}" does not exist',
     http: 404,
     grpc: GrpcStatus.NOT_FOUND,
+  },
+  SUBSCRIPTION_AHEAD_OF_STREAM: {
+    message:
+      'stream "{stream}" ends at event {last} but the subscriber has seen up to event {after}: its saved place comes from another hub or from a registry that was reset; clear the node\'s saved place for this stream (state.json in its data directory) to receive the stream from its start',
+    http: 409,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
   },
   GRANT_DENIED: {
     message: 'participant "{participant}" holds no grant for {what}',

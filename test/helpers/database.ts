@@ -127,3 +127,22 @@ export function registryTargets(): RegistryTarget[] {
 export async function resetAccessLog(prisma: PrismaClient): Promise<void> {
   await prisma.$executeRawUnsafe('TRUNCATE "access_log_entry", "access_chain_head"');
 }
+
+/** A database a suite opens its registry on by itself (for one it reopens, say). */
+export interface DatabaseTarget {
+  /** For test titles: "PGlite" or "PostgreSQL". */
+  name: string;
+  /** A new database: its URL and how to drop it. */
+  url: () => Promise<{ url: string; drop(): Promise<void> }>;
+}
+
+/**
+ * The databases to run against as URLs: PGlite in memory always, a new PostgreSQL database
+ * when DATABASE_URL is set. Use with `describe.each(databaseTargets())`.
+ */
+export function databaseTargets(): DatabaseTarget[] {
+  return [
+    { name: 'PGlite', url: async () => ({ url: 'memory://', drop: async () => undefined }) },
+    ...(process.env.DATABASE_URL ? [{ name: 'PostgreSQL', url: createTestDatabase }] : []),
+  ];
+}

@@ -25,7 +25,7 @@ import type { MtlsListener } from '../../services/hub/mtls-listener.js';
 import type { HubClient } from '../../services/participant/hub-client.js';
 import { downloadVersion } from '../../services/participant/downloader.js';
 import { LocalStore } from '../../services/participant/local-store.js';
-import { createTestDatabase } from '../helpers/database.js';
+import { databaseTargets } from '../helpers/database.js';
 import {
   buildVersionOf,
   hubClientFor,
@@ -48,10 +48,7 @@ async function errorOfStream(stream: AsyncIterable<unknown>): Promise<unknown> {
 }
 
 /** Registries to run against: PGlite always, PostgreSQL when DATABASE_URL names one. */
-const targets: { name: string; url: () => Promise<{ url: string; drop(): Promise<void> }> }[] = [
-  { name: 'PGlite', url: async () => ({ url: 'memory://', drop: async () => undefined }) },
-  ...(process.env.DATABASE_URL ? [{ name: 'PostgreSQL', url: createTestDatabase }] : []),
-];
+const targets = databaseTargets();
 
 /** A synthetic version: logits and one hidden layer of `rows` rows, cut into chunks of `chunkBytes`. */
 function buildVersion(
@@ -74,8 +71,7 @@ describe.each(targets)('knowledge transport over mTLS gRPC ($name registry)', (t
   let address: string;
   let v1: ReturnType<typeof buildVersion>;
 
-  const clientFor = (identity: string): Promise<HubClient> =>
-    hubClientFor(pki, identity, address);
+  const clientFor = (identity: string): Promise<HubClient> => hubClientFor(pki, identity, address);
 
   const publish = async (version: ReturnType<typeof buildVersion>) => {
     const stored = await publishBuilt(registry.prisma, version);

@@ -1,10 +1,13 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
 import { loadEngine, type Engine } from '../../services/shared/ml/engine.js';
 import { queryAccessLog } from '../../services/registry/access-log.js';
 import { createGrant, listGrants, revokeGrant } from '../../services/registry/grants.js';
 import { startHub, type RunningHub } from '../../services/hub/hub.js';
+import { createHubClient } from '../../services/participant/hub-client.js';
 import { startParticipant } from '../../services/participant/participant.js';
 import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
 
@@ -128,4 +131,24 @@ describe('participants under narrow grants', () => {
       true,
     );
   }, 180_000);
+
+  it('refuses a subscription whose saved place is past the end of the stream', async () => {
+    const client = createHubClient({
+      address: `localhost:${hub.grpcPort}`,
+      caPem: await readFile(fixture.pki.caCert),
+      certPem: await readFile(fixture.pki.participant('bank-a').cert),
+      keyPem: await readFile(fixture.pki.participant('bank-a').key),
+    });
+    try {
+      const failure = await new Promise<{ code?: number; details?: string }>((resolve) => {
+        const call = client.subscribe('default', 99);
+        call.on('data', () => undefined);
+        call.on('error', resolve);
+      });
+      expect(failure.code).toBe(GrpcStatus.FAILED_PRECONDITION);
+      expect(failure.details).toMatch(/ends at event 1 but the subscriber has seen up to event 99/);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
 });

@@ -17,7 +17,7 @@ import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
 import type { MtlsListener } from '../../services/hub/mtls-listener.js';
 import { LocalStore } from '../../services/participant/local-store.js';
 import { followStream } from '../../services/participant/stream-follower.js';
-import { createTestDatabase } from '../helpers/database.js';
+import { databaseTargets } from '../helpers/database.js';
 import {
   buildVersionOf,
   hubClientFor,
@@ -26,6 +26,7 @@ import {
   stateTensors,
   type BuiltVersion,
 } from '../helpers/versions.js';
+import { until } from '../helpers/wait.js';
 
 const logger = process.env.TEST_LOG ? createLogger({ service: 'test' }) : silentLogger();
 
@@ -41,19 +42,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Resolves once `predicate` holds, checking every 20 ms; fails after `ms`. */
-async function until(predicate: () => boolean, ms = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const targets: { name: string; url: () => Promise<{ url: string; drop(): Promise<void> }> }[] = [
-  { name: 'PGlite', url: async () => ({ url: 'memory://', drop: async () => undefined }) },
-  ...(process.env.DATABASE_URL ? [{ name: 'PostgreSQL', url: createTestDatabase }] : []),
-];
+const targets = databaseTargets();
 
 describe.each(targets)('durable stream events ($name registry)', (target) => {
   let dir: string;

@@ -11,6 +11,7 @@ import { followStream } from '../../services/participant/stream-follower.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
 import { buildVersionOf, hubClientFor, publishBuilt, stateTensors } from '../helpers/versions.js';
+import { until } from '../helpers/wait.js';
 
 const logger = silentLogger();
 
@@ -23,14 +24,6 @@ async function freePort(): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
-}
-
-async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /**

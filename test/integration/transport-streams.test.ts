@@ -18,7 +18,7 @@ import { startKnowledgeServer } from '../../services/hub/knowledge-server.js';
 import type { MtlsListener } from '../../services/hub/mtls-listener.js';
 import { downloadVersion } from '../../services/participant/downloader.js';
 import { LocalStore } from '../../services/participant/local-store.js';
-import { createTestDatabase } from '../helpers/database.js';
+import { databaseTargets } from '../helpers/database.js';
 import {
   buildVersionOf,
   hubClientFor,
@@ -29,10 +29,7 @@ import {
 
 const logger = silentLogger();
 
-const targets: { name: string; url: () => Promise<{ url: string; drop(): Promise<void> }> }[] = [
-  { name: 'PGlite', url: async () => ({ url: 'memory://', drop: async () => undefined }) },
-  ...(process.env.DATABASE_URL ? [{ name: 'PostgreSQL', url: createTestDatabase }] : []),
-];
+const targets = databaseTargets();
 
 async function drain(stream: AsyncIterable<unknown>): Promise<unknown> {
   try {
