@@ -1,3 +1,4 @@
+import type { StateDtype } from '../shared/knowledge/encoding.js';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { fail, isDistilleryError, type DistilleryError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -253,7 +254,13 @@ export async function buildHttpApi(options: HttpApiOptions) {
 
   app.post<{
     Params: { stream: string };
-    Body: { epochs?: number; temperature?: number; hiddenLayers?: string[]; fresh?: boolean };
+    Body: {
+      epochs?: number;
+      temperature?: number;
+      hiddenLayers?: string[];
+      fresh?: boolean;
+      encoding?: StateDtype;
+    };
   }>(
     '/v1/streams/:stream/versions',
     {
@@ -272,6 +279,7 @@ export async function buildHttpApi(options: HttpApiOptions) {
               items: { type: 'string', pattern: '^[a-z0-9_]{1,64}$' },
             },
             fresh: { type: 'boolean' },
+            encoding: { type: 'string', enum: ['float32', 'float16', 'int8'] },
           },
         },
       },
@@ -284,6 +292,7 @@ export async function buildHttpApi(options: HttpApiOptions) {
         temperature: body.temperature ?? 4,
         hiddenLayers: body.hiddenLayers ?? ['hidden_2'],
         fresh: body.fresh ?? false,
+        ...(body.encoding ? { encoding: body.encoding } : {}),
         actor: request.caller?.subject ?? 'operator',
       });
       return reply.code(201).send(result);

@@ -184,6 +184,34 @@ describe('hub HTTP API', () => {
     expect(res.json().error.code).toBe('TOKEN_MISSING');
   });
 
+  it('publishes a version in the encoding the operator asks for, and refuses an unknown one', async () => {
+    const auth = { authorization: `Bearer ${await token('operator')}` };
+    await registry.prisma.knowledgeStream.upsert({
+      where: { name: 'default' },
+      create: { name: 'default' },
+      update: {},
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/streams/default/versions',
+      headers: auth,
+      payload: { epochs: 1, hiddenLayers: [], encoding: 'int8' },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json().version.encoding).toBe('int8');
+    const logits = res.json().version.tensors.find((t: { name: string }) => t.name === 'logits');
+    expect(logits.dtype).toBe('int8');
+
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/v1/streams/default/versions',
+      headers: auth,
+      payload: { encoding: 'float8' },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toMatch(/body\.encoding/);
+  }, 120_000);
+
   it('names an unknown field of a publish body', async () => {
     const res = await app.inject({
       method: 'POST',
