@@ -26,6 +26,7 @@ import { loadHubData } from '../services/hub/hub-data.js';
 import { KnowledgePublisher } from '../services/hub/publisher.js';
 import { Distiller } from '../services/participant/distiller.js';
 import { splitFederation } from '../services/cli/demo/split-federation.js';
+import { splitHubFiles } from '../test/helpers/federation.js';
 
 const SEEDS = (process.env.REPORT_ENCODING_SEEDS ?? '1,2,3').split(',').map(Number);
 const ENCODINGS: StateDtype[] = ['float32', 'float16', 'int8'];
@@ -71,16 +72,7 @@ async function main() {
         registry,
         announcer: new Announcer(),
         engine,
-        data: loadHubData(
-          {
-            dataset: 'lending_club',
-            privateRows: join(split.hubDir, 'private.csv'),
-            transferRows: join(split.hubDir, 'transfer.csv'),
-            testRows: join(split.hubDir, 'test.csv'),
-          },
-          seed,
-          logger,
-        ),
+        data: loadHubData(splitHubFiles(split), seed, logger),
         stateDir: join(dir, 'hub'),
         teacher: {
           hidden: [128, 128],

@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { isDistilleryError } from '../shared/errors.js';
 import { auditCommand } from './commands/audit.js';
 import { demoCommand } from './commands/demo.js';
@@ -35,7 +35,9 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
+    // Commander printed its own parse errors already; an InvalidArgumentError thrown inside
+    // an action reaches here unprinted, so it is printed like any other error.
+    if (err instanceof CommanderError && !(err instanceof InvalidArgumentError)) {
       process.exit(err.exitCode);
     }
     const message = isDistilleryError(err)

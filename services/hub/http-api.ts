@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { fail, isDistilleryError, type DistilleryError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { parseManifest } from '../shared/knowledge/manifest.js';
+import { TEMPERATURE_RANGE } from '../shared/knowledge/temperature.js';
 import { parseBearer, type Role, type TokenVerifier } from '../shared/tokens/index.js';
 import type { Registry } from '../registry/database.js';
 import {
@@ -94,8 +95,12 @@ export async function buildHttpApi(options: HttpApiOptions) {
     loggerInstance: logger.child({ component: 'http' }),
     ...(options.https ? { https: { key: options.https.key, cert: options.https.cert } } : {}),
     bodyLimit: 64 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // No type coercion: a JSON body keeps the types its caller sent, so `{"id":123}` or
+    // `{"id":["bank-r"]}` is refused rather than read as "123" or "bank-r". Query strings
+    // and path parameters, text by nature, are converted by coerceUrlValues below.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
+  app.addHook('preValidation', async (request) => coerceUrlValues(request));
 
   app.setErrorHandler(
     (
@@ -272,10 +277,15 @@ export async function buildHttpApi(options: HttpApiOptions) {
           additionalProperties: false,
           properties: {
             epochs: { type: 'integer', minimum: 1, maximum: 1000 },
-            temperature: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
+            temperature: {
+              type: 'number',
+              minimum: TEMPERATURE_RANGE.min,
+              maximum: TEMPERATURE_RANGE.max,
+            },
             hiddenLayers: {
               type: 'array',
               maxItems: 8,
+              uniqueItems: true,
               items: { type: 'string', pattern: '^[a-z0-9_]{1,64}$' },
             },
             fresh: { type: 'boolean' },
@@ -398,6 +408,35 @@ export async function buildHttpApi(options: HttpApiOptions) {
   }
 
   return app;
+}
+
+type UrlSchema = { properties?: Record<string, { type?: unknown }> } | undefined;
+
+/**
+ * Converts query-string and path values to the numbers and booleans their route's schema
+ * asks for, before validation; a value that does not convert stays text and is refused by
+ * the schema, naming the field. Bodies are left alone (see buildHttpApi).
+ */
+function coerceUrlValues(request: FastifyRequest): void {
+  const schema = request.routeOptions.schema as
+    { querystring?: UrlSchema; params?: UrlSchema } | undefined;
+  coerceValues(request.query, schema?.querystring);
+  coerceValues(request.params, schema?.params);
+}
+
+function coerceValues(values: unknown, schema: UrlSchema): void {
+  if (!values || typeof values !== 'object' || !schema?.properties) return;
+  const record = values as Record<string, unknown>;
+  for (const [key, value] of Object.entries(record)) {
+    const type = Object.hasOwn(schema.properties, key) ? schema.properties[key]?.type : undefined;
+    if (typeof value !== 'string') continue;
+    if ((type === 'integer' || type === 'number') && value.trim() !== '') {
+      const n = Number(value);
+      if (Number.isFinite(n)) record[key] = n;
+    } else if (type === 'boolean' && (value === 'true' || value === 'false')) {
+      record[key] = value === 'true';
+    }
+  }
 }
 
 interface AjvIssue {

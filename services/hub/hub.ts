@@ -69,7 +69,10 @@ export interface RunningHub {
   readonly registry: Registry;
   readonly publisher: KnowledgePublisher;
   readonly http: HttpApi;
-  /** Stops accepting, lets open calls end, closes the registry. Safe to call twice. */
+  /**
+   * Cancels a publication in progress (nothing of it is stored), stops accepting, lets open
+   * calls end, closes the registry. Safe to call twice.
+   */
   close(): Promise<void>;
 }
 
@@ -195,6 +198,10 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     });
     await http.listen({ host: options.http.host, port: options.http.port });
     cleanups.push(() => http.close());
+    // Runs first on close: the publication in progress is cancelled, so that the HTTP server,
+    // which waits for its request, closes well within the shutdown grace, and nothing writes
+    // to the registry once it is closed.
+    cleanups.push(() => publisher.stop());
     const address = http.server.address();
     const httpPort = typeof address === 'object' && address ? address.port : options.http.port;
     logger.info(

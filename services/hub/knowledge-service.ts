@@ -55,6 +55,8 @@ export interface KnowledgeServiceOptions {
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
 const STREAM_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** The largest event sequence the registry can store (a PostgreSQL int4). */
+const INT4_MAX = 2_147_483_647;
 
 /**
  * Calls one participant may hold open at once. A bank's node needs one subscription and one
@@ -220,8 +222,12 @@ export function createKnowledgeService(options: KnowledgeServiceOptions): Knowle
       if (!STREAM_NAME.test(stream))
         throw fail('REQUEST_INVALID', { detail: `stream name "${shown(stream)}"` });
       const afterSequence = Number(call.request.afterSequence);
-      if (!Number.isSafeInteger(afterSequence) || afterSequence < 0) {
-        throw fail('REQUEST_INVALID', { detail: 'after_sequence must be a non-negative integer' });
+      // Event sequences are int4 in the registry: a larger place would reach the database
+      // as a query it cannot run (INTERNAL), instead of being refused here.
+      if (!Number.isSafeInteger(afterSequence) || afterSequence < 0 || afterSequence > INT4_MAX) {
+        throw fail('REQUEST_INVALID', {
+          detail: `after_sequence must be an integer from 0 to ${INT4_MAX} (got ${shown(String(call.request.afterSequence))})`,
+        });
       }
       // Only the hub's operator creates streams; a subscriber names one that exists.
       await getStream(prisma, stream);

@@ -30,10 +30,11 @@ import {
   type TensorInput,
 } from '../shared/knowledge/tensor-pack.js';
 import type { StateDtype } from '../shared/knowledge/encoding.js';
+import { isPublishableTemperature, TEMPERATURE_RANGE } from '../shared/knowledge/temperature.js';
 import { DEFAULT_CHUNK_BYTES } from '../shared/transport/limits.js';
 import type { Registry } from '../registry/database.js';
 import { appendAccess } from '../registry/access-log.js';
-import { ensureStream, latestVersion, publishVersion } from '../registry/knowledge.js';
+import { latestVersion, publishVersion } from '../registry/knowledge.js';
 import { currentVersionId } from '../registry/stream-events.js';
 import type { Announcer } from './announcer.js';
 import type { HubData } from './hub-data.js';
@@ -145,6 +146,8 @@ export class KnowledgePublisher {
   readonly #options: KnowledgePublisherOptions;
   #teacher: { model: LayersModel; epochsTrained: number; validationAuc: number } | undefined;
   #busy: Promise<unknown> = Promise.resolve();
+  // Aborted by stop(): cancels the publish in progress and refuses every later one.
+  readonly #stopping = new AbortController();
 
   constructor(options: KnowledgePublisherOptions) {
     this.#options = options;
@@ -168,14 +171,33 @@ export class KnowledgePublisher {
 
     // Checked before training: a request that cannot be published must not cost a training
     // run, nor leave the teacher changed.
+    const signal = this.#stopping.signal;
+    signal.throwIfAborted();
+    if (!isPublishableTemperature(request.temperature)) {
+      // A tiny temperature overflows logits / T and every participant's distillation diverges.
+      throw fail('REQUEST_INVALID', {
+        detail: `temperature must be between ${TEMPERATURE_RANGE.min} and ${TEMPERATURE_RANGE.max}, got ${request.temperature}`,
+      });
+    }
     const layerNames = settings.hidden.map((_, i) => `hidden_${i + 1}`);
+    const seen = new Set<string>();
     for (const layer of request.hiddenLayers) {
       if (!layerNames.includes(layer)) {
         throw fail('REQUEST_INVALID', {
-          detail: `teacher has no layer "${layer}"; it has ${layerNames.join(', ')}`,
+          detail: `hiddenLayers: teacher has no layer "${layer}"; it has ${layerNames.join(', ')}`,
         });
       }
+      if (seen.has(layer)) {
+        throw fail('REQUEST_INVALID', { detail: `hiddenLayers names "${layer}" twice` });
+      }
+      seen.add(layer);
     }
+    // Streams are opened by the operator at hub start (`--streams`); a typo in a stream name
+    // must not open a new stream that no participant follows.
+    const stream = await registry.prisma.knowledgeStream.findUnique({
+      where: { name: request.stream },
+    });
+    if (!stream) throw fail('STREAM_NOT_FOUND', { name: request.stream });
 
     const started = performance.now();
     const current = request.fresh ? undefined : this.#teacher;
@@ -200,6 +222,7 @@ export class KnowledgePublisher {
         patience: settings.patience,
         seed: settings.seed,
         logger,
+        signal,
         ...(start ? { model: start } : {}),
       });
       const epochsTrained = (current?.epochsTrained ?? 0) + trained.epochsRun;
@@ -258,7 +281,9 @@ export class KnowledgePublisher {
       });
       const statesAt = performance.now();
 
-      await ensureStream(registry.prisma, request.stream);
+      // The last point at which a shutdown cancels the publication: past it, the version is
+      // stored and announced in full.
+      signal.throwIfAborted();
       // The parent is the version participants hold now: after a rollback, its target.
       const currentId = await currentVersionId(registry.prisma, request.stream);
       const parent = currentId
@@ -390,6 +415,19 @@ export class KnowledgePublisher {
   /** The current teacher, for query mode (services/hub/query-service.ts); none before training. */
   currentTeacher(): LayersModel | undefined {
     return this.#teacher?.model;
+  }
+
+  /**
+   * Cancels the publication in progress (its teacher training stops at the next mini-batch
+   * and nothing is stored), refuses later ones with HUB_SHUTTING_DOWN, and resolves once no
+   * publication touches the registry any more. Called by the hub before it closes the
+   * registry.
+   */
+  async stop(): Promise<void> {
+    if (!this.#stopping.signal.aborted) {
+      this.#stopping.abort(fail('HUB_SHUTTING_DOWN', { what: 'the publication' }));
+    }
+    await this.#busy;
   }
 
   /** Frees the teacher's tensors. */

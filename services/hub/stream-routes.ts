@@ -103,7 +103,9 @@ export function registerStreamRoutes(
           type: 'object',
           additionalProperties: false,
           properties: {
-            after: { type: 'integer', minimum: 0 },
+            // Event sequences are int4 in the registry: a larger one is refused here (400)
+            // rather than failing in the database (500).
+            after: { type: 'integer', minimum: 0, maximum: 2_147_483_647 },
             limit: { type: 'integer', minimum: 1, maximum: 500 },
           },
         },

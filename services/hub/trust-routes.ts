@@ -26,7 +26,9 @@ import {
   listGrants,
   revokeGrant,
   GRANT_KINDS,
+  MAX_GRANT_SEQUENCE,
 } from '../registry/grants.js';
+import { getStream } from '../registry/knowledge.js';
 import type { CertificateRevocations } from './revocations.js';
 
 /** What the trust routes need from the hub. */
@@ -300,8 +302,9 @@ export function registerTrustRoutes(
               maxItems: 64,
               items: { type: 'string', pattern: '^(\\*|[a-z0-9_.-]{1,64})$' },
             },
-            fromSequence: { type: 'integer', minimum: 1 },
-            toSequence: { type: ['integer', 'null'], minimum: 1 },
+            // The sequence columns are 32-bit: a larger value is a 400 here, not a database error.
+            fromSequence: { type: 'integer', minimum: 1, maximum: MAX_GRANT_SEQUENCE },
+            toSequence: { type: ['integer', 'null'], minimum: 1, maximum: MAX_GRANT_SEQUENCE },
             expiresAt: { type: ['string', 'null'], format: 'date-time' },
             policy: { type: 'object' },
           },
@@ -310,6 +313,11 @@ export function registerTrustRoutes(
     },
     async (request, reply) => {
       const b = request.body;
+      // A grant that could never be used is a mistake the operator should hear about at once.
+      if (b.expiresAt && new Date(b.expiresAt).getTime() <= Date.now()) {
+        throw fail('GRANT_INVALID', { detail: `expiresAt ${b.expiresAt} is already past` });
+      }
+      await getStream(prisma, b.stream);
       const grant = await createGrant(
         prisma,
         {
@@ -357,23 +365,15 @@ export function registerTrustRoutes(
     async () => ({ checkpoints: await listCheckpoints(prisma) }),
   );
 
-  app.get<{ Querystring: { sign?: boolean } }>(
+  app.get(
     '/v1/audit/export',
-    {
-      onRequest: allow(['auditor'], 'audit.export'),
-      schema: {
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { sign: { type: 'boolean' } },
-        },
-      },
-    },
+    { onRequest: allow(['auditor'], 'audit.export') },
     async (request, reply) => {
-      // Signing the head first makes the whole export provable offline; the export stops at
-      // that head, so its own log entry (written next) falls outside it.
-      if (request.query.sign !== false) await signChainHead(prisma, trust.auditKey, trust.issuer);
-      const lines = exportAccessLog(prisma, trust.auditKey.kid);
+      // Every export ends at a head signed just now, so that all of it is provable offline;
+      // the export stops at that head, so its own log entry (written next), and any entry
+      // appended meanwhile, falls outside it.
+      const signed = await signChainHead(prisma, trust.auditKey, trust.issuer);
+      const lines = exportAccessLog(prisma, trust.auditKey.kid, BigInt(signed.sequence));
       const first = await lines.next();
       await logAllowed(request, 'audit.export', 'audit:log');
       async function* all() {

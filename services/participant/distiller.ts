@@ -147,6 +147,7 @@ export class Distiller {
     blob: Uint8Array,
     version: { id: string; sequence: number },
     outputDir: string,
+    signal?: AbortSignal,
   ): Promise<StudentResult> {
     const data = this.#encode(manifest);
     const { engine } = this;
@@ -179,11 +180,12 @@ export class Distiller {
         ...(hint ? { hint } : {}),
       },
       `student v${version.sequence}`,
+      signal,
     );
     const scores = predictPositive(engine, model, data.test.x, data.test.rows);
     const distilMs = performance.now() - started;
 
-    const baseline = await this.#baseline(manifest, data);
+    const baseline = await this.#baseline(manifest, data, signal);
     const params = countParams(model);
     await saveModel(model, outputDir);
     model.dispose();
@@ -319,7 +321,12 @@ export class Distiller {
   }
 
   /** Trains the configured student on the bank's rows, with the teacher's states if given. */
-  #train(data: EncodedLocalData, teacher?: StudentTeacherInput, label = 'student (own rows only)') {
+  #train(
+    data: EncodedLocalData,
+    teacher?: StudentTeacherInput,
+    label = 'student (own rows only)',
+    signal?: AbortSignal,
+  ) {
     const { settings } = this;
     const progress = createTrainingProgress({ label, logger: this.logger });
     return trainStudent(this.engine, {
@@ -333,6 +340,7 @@ export class Distiller {
       seed: settings.seed,
       logger: this.logger,
       onProgress: progress.update,
+      ...(signal ? { signal } : {}),
     })
       .then((trained) => trained.model)
       .finally(() => progress.stop());
@@ -378,13 +386,13 @@ export class Distiller {
     };
   }
 
-  async #baseline(manifest: KnowledgeManifest, data: EncodedLocalData) {
+  async #baseline(manifest: KnowledgeManifest, data: EncodedLocalData, signal?: AbortSignal) {
     const key = sha256Hex(JSON.stringify(manifest.preprocessing));
     const cached = this.#baselines.get(key);
     if (cached) return cached;
 
     const started = performance.now();
-    const model = await this.#train(data);
+    const model = await this.#train(data, undefined, undefined, signal);
     const scores = predictPositive(this.engine, model, data.test.x, data.test.rows);
     model.dispose();
     const baseline = {

@@ -40,6 +40,11 @@ export interface DownloadOptions {
    * lists only them, so that no reader can take the zeros of a tensor left out for data.
    */
   tensors?: (manifest: KnowledgeManifest) => readonly string[];
+  /**
+   * Cancels the download once aborted (a node stopping), also when the hub has stopped
+   * answering: the call rejects with the signal's reason; verified chunks stay stored.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -59,10 +64,11 @@ export async function downloadVersion(
   options: DownloadOptions = {},
 ): Promise<DownloadedVersion> {
   const started = performance.now();
+  options.signal?.throwIfAborted();
   const manifestPath = join(store.versionDir(versionId), 'manifest.json');
   const manifestBytes = existsSync(manifestPath)
     ? await readFile(manifestPath)
-    : await client.getManifest(versionId);
+    : await client.getManifest(versionId, options.signal);
   const manifest = parseManifest(versionId, manifestBytes);
   if (!existsSync(manifestPath)) await writeAtomically(manifestPath, manifestBytes);
 
@@ -174,7 +180,11 @@ async function fetchMissing(
       : { indices: missing.map((s) => s.index) }),
     ...(options.tensorNames ? { tensors: [...options.tensorNames] } : {}),
   };
+  const { signal } = options;
+  signal?.throwIfAborted();
   const stream = client.fetchChunks(versionId, request);
+  const onAbort = () => stream.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
   let received = 0;
   let bytes = 0;
   try {
@@ -202,7 +212,10 @@ async function fetchMissing(
     }
   } catch (err) {
     stream.cancel();
-    throw err;
+    // The CANCELLED that a stop causes is the stop: say so, not "the hub cancelled".
+    throw signal?.aborted ? signal.reason : err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
   if (received !== missing.length) {
     throw fail('MANIFEST_INVALID', {

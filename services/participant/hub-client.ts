@@ -48,7 +48,8 @@ export interface ChunkRequest {
 /** The participant's view of a hub: the three calls of `distillery.v1.Knowledge`. */
 export interface HubClient {
   subscribe(stream: string, afterSequence: number): ClientReadableStream<Announcement__Output>;
-  getManifest(versionId: string): Promise<Buffer>;
+  /** The version's manifest bytes; `signal` cancels the call (a node stopping). */
+  getManifest(versionId: string, signal?: AbortSignal): Promise<Buffer>;
   fetchChunks(
     versionId: string,
     request: number | ChunkRequest,
@@ -115,12 +116,18 @@ export function createHubClient(options: HubClientOptions): HubClient {
   return {
     subscribe: (stream, afterSequence) =>
       client.Subscribe({ stream, afterSequence: String(afterSequence) }),
-    getManifest: (versionId) =>
+    getManifest: (versionId, signal) =>
       new Promise<Buffer>((resolve, reject) => {
-        client.GetManifest({ versionId }, (err, response) => {
-          if (err || !response) reject(err ?? new Error('empty GetManifest response'));
+        if (signal?.aborted) return reject(signal.reason);
+        // Cancelling is local: it ends the call also when the hub has stopped answering.
+        const onAbort = () => call.cancel();
+        const call = client.GetManifest({ versionId }, (err, response) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (signal?.aborted) reject(signal.reason);
+          else if (err || !response) reject(err ?? new Error('empty GetManifest response'));
           else resolve(response.manifestJson);
         });
+        signal?.addEventListener('abort', onAbort, { once: true });
       }),
     fetchChunks: (versionId, request) => {
       const r = typeof request === 'number' ? { fromIndex: request } : request;

@@ -23,8 +23,10 @@ export interface RecordedEvent {
   versionSequence: number;
   currentVersionId: string;
   reason?: string;
-  /** What the node did: `distilled`, `ignored (pinned …)`, `held`, … */
+  /** What the node did: `distilled`, `failed`, `skipped (…)`, `ignored (pinned …)`, … */
   action: string;
+  /** Why handling failed, when `action` is `failed`. */
+  error?: { code: string; message: string };
   at: string;
 }
 

@@ -1,8 +1,10 @@
 import type { Interceptor } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fail, isDistilleryError } from '../shared/errors.js';
+import { fail, hasCode, isDistilleryError, type DistilleryError } from '../shared/errors.js';
+import { lockDirectory, type DirectoryLock } from '../registry/directory-lock.js';
 import { identityFromCertificatePem } from '../shared/pki/index.js';
 import type { Logger } from '../shared/logger.js';
 import { loadEngine, type Engine } from '../shared/ml/engine.js';
@@ -19,6 +21,7 @@ import type { KnowledgeManifest } from '../shared/knowledge/manifest.js';
 import { LocalStore } from './local-store.js';
 import { createStudentRecorder } from './student-recorder.js';
 import { followStream, type EventOutcome } from './stream-follower.js';
+import type { Announcement__Output } from '../shared/transport/proto.js';
 import { readRequiredFile } from '../shared/config-file.js';
 
 /** Everything a participant node needs. */
@@ -57,7 +60,10 @@ export interface ParticipantOptions {
 export interface RunningParticipant {
   /** Resolves when the node stops: after `exitAfter` versions, or after `stop()`. */
   readonly done: Promise<StudentResult[]>;
-  /** Closes the subscription; a student in training is finished first. */
+  /**
+   * Closes the subscription and abandons a download or a student in training (its event
+   * is handled again at the next start); resolves once the node has let go of its files.
+   */
   stop(): Promise<void>;
 }
 
@@ -84,6 +90,23 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
       expected: options.id,
     });
   }
+  // Taken before anything else touches the directory: a second node on it would subscribe,
+  // download and write state.json and students beside the first.
+  const lock = await lockParticipantDirectory(options.stateDir, options.id);
+  try {
+    return await runParticipant(options, { caPem, certPem, keyPem }, lock);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function runParticipant(
+  options: ParticipantOptions,
+  { caPem, certPem, keyPem }: { caPem: string; certPem: string; keyPem: string },
+  lock: DirectoryLock,
+): Promise<RunningParticipant> {
+  const { logger } = options;
   const engine = options.engine ?? (await loadEngine({ logger }));
   const students =
     options.registryUrl === false
@@ -122,7 +145,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
    * Fetches the tensors the distiller reads. A hub-distilled student comes too when the
    * grant covers artefacts; when it does not, the node distils without it and says so.
    */
-  const downloadUsed = async (versionId: string, log: Logger) => {
+  const downloadUsed = async (versionId: string, log: Logger, signal?: AbortSignal) => {
     let withOptional = true;
     let askedOptional = false;
     const tensors = (manifest: KnowledgeManifest) => {
@@ -131,12 +154,12 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
       return withOptional ? [...required, ...optional] : required;
     };
     try {
-      return await downloadVersion(client, store, versionId, log, { tensors });
+      return await downloadVersion(client, store, versionId, log, { tensors, signal });
     } catch (err) {
       const denied = (err as { code?: unknown }).code === GrpcStatus.PERMISSION_DENIED;
       if (!denied || !askedOptional) throw err;
       withOptional = false;
-      const retried = await downloadVersion(client, store, versionId, log, { tensors });
+      const retried = await downloadVersion(client, store, versionId, log, { tensors, signal });
       log.warn(
         { refused: (err as Error).message },
         "the hub's own student is not granted to this participant; distilling without it",
@@ -144,9 +167,14 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
       return retried;
     }
   };
-  const studentFor = async (versionId: string, sequence: number, log: Logger) => {
+  const studentFor = async (
+    versionId: string,
+    sequence: number,
+    log: Logger,
+    signal?: AbortSignal,
+  ) => {
     log.info('version announced');
-    const downloaded = await downloadUsed(versionId, log);
+    const downloaded = await downloadUsed(versionId, log, signal);
     log.info(
       {
         bytes: downloaded.bytesReceived,
@@ -161,6 +189,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
       downloaded.blob,
       { id: versionId, sequence },
       store.studentDir(versionId),
+      signal,
     );
     result.timingsMs.download = downloaded.durationMs;
     results.push(result);
@@ -194,7 +223,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     stream: options.stream,
     logger,
     ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
-    onEvent: async (event, state): Promise<EventOutcome> => {
+    onEvent: async (event, state, context): Promise<EventOutcome> => {
       const log = logger.child({
         event: event.event,
         eventSequence: Number(event.sequence),
@@ -215,8 +244,49 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
         log.info({ current: target }, 'switched back to a version distilled before');
         return { action: 'switched', activeVersionId: target };
       }
+      // Replaying after a restart, the events that follow are often known already: a version
+      // deprecated or rolled away from since is not worth a student.
+      const withdrawn = context.later.find((later) => withdraws(later, target));
+      if (withdrawn) {
+        log.info(
+          { current: target, withdrawnBy: Number(withdrawn.sequence) },
+          'version withdrawn later in the stream; not distilled',
+        );
+        return { action: `skipped (withdrawn by event ${withdrawn.sequence})` };
+      }
+      // One that is withdrawn while its student trains is abandoned as well.
+      const withdrawal = new AbortController();
+      context.onLater((later) => {
+        if (withdraws(later, target)) withdrawal.abort(later);
+      });
       const sequence = target === event.versionId ? Number(event.versionSequence) : 0;
-      await studentFor(target, sequence, log.child({ current: target }));
+      try {
+        await studentFor(
+          target,
+          sequence,
+          log.child({ current: target }),
+          AbortSignal.any([context.signal, withdrawal.signal]),
+        );
+      } catch (err) {
+        if (context.signal.aborted) throw err;
+        if (withdrawal.signal.aborted) {
+          const by = (withdrawal.signal.reason as Announcement__Output).sequence;
+          log.info(
+            { current: target, withdrawnBy: Number(by) },
+            'version withdrawn while being distilled; abandoned',
+          );
+          return { action: `skipped (withdrawn by event ${by})` };
+        }
+        if (!failsOnlyThisVersion(err)) throw err;
+        // One version the node cannot use (its states do not fit the transfer set, training
+        // diverges on it, its chunks fail verification) must not stop the node: it keeps the
+        // student it has and goes on to the next event, and a restart does not retry it.
+        log.error(
+          { current: target, err: { code: err.code, message: err.message } },
+          'distilling the version failed; keeping the student in use and following the stream',
+        );
+        return { action: 'failed', error: { code: err.code, message: err.message } };
+      }
       return { action: 'distilled', activeVersionId: target, stop: enough() };
     },
   });
@@ -235,6 +305,7 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
     await follower.stop();
     client.close();
     await students?.close();
+    await lock.release();
   });
   // Failures surface through `done`; this keeps an unobserved rejection from crashing.
   done.catch(() => undefined);
@@ -246,6 +317,43 @@ export async function startParticipant(options: ParticipantOptions): Promise<Run
       await done.catch(() => undefined);
     },
   };
+}
+
+/**
+ * Holds `<dataDir>/participant.lock` for this process, so that a second node started on the
+ * same directory is refused at once, naming the participant and the process that holds it.
+ */
+async function lockParticipantDirectory(dataDir: string, id: string): Promise<DirectoryLock> {
+  await mkdir(dataDir, { recursive: true });
+  try {
+    return await lockDirectory(join(dataDir, 'participant'));
+  } catch (err) {
+    if (!hasCode(err, 'REGISTRY_LOCKED')) throw err;
+    throw fail(
+      'REGISTRY_LOCKED',
+      { path: `of participant "${id}" at ${dataDir}`, pid: (err as DistilleryError).params.pid },
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * True when a later event takes the stream off `target`: `target` is deprecated, or the
+ * stream is rolled back to another version.
+ */
+function withdraws(later: Announcement__Output, target: string): boolean {
+  if (later.event === 'deprecated') return later.versionId === target;
+  return later.event === 'rolled_back' && later.currentVersionId !== target;
+}
+
+/**
+ * True for an error that concerns the version being distilled, not the node: anything the
+ * participant raised on purpose (bad states, divergence, verification) except its own
+ * registry failing. Transport and authorisation errors of the hub are not: the follower
+ * retries the first and stops on the second.
+ */
+function failsOnlyThisVersion(err: unknown): err is DistilleryError {
+  return isDistilleryError(err) && !err.code.startsWith('REGISTRY_');
 }
 
 /** Names what the hub refused, in words an operator of the bank's node can act on. */

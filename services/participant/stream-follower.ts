@@ -1,5 +1,4 @@
 import type { ClientReadableStream } from '@grpc/grpc-js';
-import { status as GrpcStatus } from '@grpc/grpc-js';
 import { isDistilleryError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { Announcement__Output } from '../shared/transport/proto.js';
@@ -15,6 +14,18 @@ export interface EventOutcome {
   activeVersionId?: string;
   /** Stop following after this event. */
   stop?: boolean;
+  /** Why handling the event failed, when it did; the node went on following. */
+  error?: { code: string; message: string };
+}
+
+/** What a handler knows besides the event itself. */
+export interface EventContext {
+  /** Events received after this one and not handled yet, oldest first. */
+  readonly later: readonly Announcement__Output[];
+  /** Aborted when the node stops: the handler gives up, and its event is handled again at the next start. */
+  readonly signal: AbortSignal;
+  /** Calls `listener` with each event that arrives while this one is being handled. */
+  onLater(listener: (event: Announcement__Output) => void): void;
 }
 
 /** Options of {@link followStream}. */
@@ -29,7 +40,11 @@ export interface StreamFollowerOptions {
    * Handles one event. Called once per event, in sequence order, across reconnections
    * and restarts: the event and the sequence after it are saved only once it resolves.
    */
-  onEvent: (event: Announcement__Output, state: ParticipantState) => Promise<EventOutcome>;
+  onEvent: (
+    event: Announcement__Output,
+    state: ParticipantState,
+    context: EventContext,
+  ) => Promise<EventOutcome>;
 }
 
 /** A stream being followed. */
@@ -52,18 +67,59 @@ export function followStream(options: StreamFollowerOptions): StreamFollower {
   let current: ClientReadableStream<Announcement__Output> | undefined;
   let wake: (() => void) | undefined;
 
+  const stopped = new AbortController();
+
   /** One subscription, until it ends; resolves true when following should stop. */
   const subscribeOnce = async (onOpen: () => void): Promise<boolean> => {
     let state = await store.readState(options.stream);
     const stream = client.subscribe(options.stream, state.lastSequence);
     current = stream;
+    // Events are read as they arrive, not as they are handled, so that a handler sees what
+    // came after its event (a replay after a restart arrives at once): a version deprecated
+    // or rolled away from later in the stream need not be distilled.
+    const queue: Announcement__Output[] = [];
+    let listener: ((event: Announcement__Output) => void) | undefined;
+    let ended = false;
+    let failure: unknown;
+    let arrived: (() => void) | undefined;
     stream.once('metadata', onOpen);
-    for await (const event of stream as AsyncIterable<Announcement__Output>) {
+    stream.on('data', (event: Announcement__Output) => {
       onOpen();
+      queue.push(event);
+      listener?.(event);
+      arrived?.();
+    });
+    stream.on('error', (err: unknown) => {
+      failure = err;
+      ended = true;
+      arrived?.();
+    });
+    stream.on('end', () => {
+      ended = true;
+      arrived?.();
+    });
+    for (;;) {
+      const event = queue.shift();
+      if (!event) {
+        if (failure !== undefined) throw failure;
+        if (ended) return stopping;
+        await new Promise<void>((resolve) => (arrived = resolve));
+        arrived = undefined;
+        continue;
+      }
       const sequence = Number(event.sequence);
       // A hub replaying from an older point must not make the node handle an event twice.
       if (sequence <= state.lastSequence) continue;
-      const outcome = await options.onEvent(event, state);
+      let outcome: EventOutcome;
+      try {
+        outcome = await options.onEvent(event, state, {
+          later: queue,
+          signal: stopped.signal,
+          onLater: (l) => (listener = l),
+        });
+      } finally {
+        listener = undefined;
+      }
       await store.recordEvent({
         sequence,
         event: event.event || 'published',
@@ -72,6 +128,7 @@ export function followStream(options: StreamFollowerOptions): StreamFollower {
         currentVersionId: event.currentVersionId,
         ...(event.reason ? { reason: event.reason } : {}),
         action: outcome.action,
+        ...(outcome.error ? { error: outcome.error } : {}),
         at: new Date().toISOString(),
       });
       state = {
@@ -82,7 +139,6 @@ export function followStream(options: StreamFollowerOptions): StreamFollower {
       await store.writeState(state);
       if (outcome.stop || stopping) return true;
     }
-    return stopping;
   };
 
   const run = async (): Promise<void> => {
@@ -92,7 +148,9 @@ export function followStream(options: StreamFollowerOptions): StreamFollower {
         if (await subscribeOnce(() => (pause = backoff.initial))) break;
         // The hub ended the stream without an error: it is shutting down. Reconnect.
       } catch (err) {
-        if (stopping && (err as { code?: number }).code === GrpcStatus.CANCELLED) break;
+        // Stopping cancels the subscription and aborts the handler: what it throws then is
+        // the stop, not a failure, and its event is handled again at the next start.
+        if (stopping) break;
         // Local failures (bad data, a version that fails verification) are ours, not the hub's.
         if (isDistilleryError(err)) throw err;
         if (!isTransient(err)) throw err;
@@ -124,6 +182,7 @@ export function followStream(options: StreamFollowerOptions): StreamFollower {
     done,
     async stop() {
       stopping = true;
+      stopped.abort(new Error('the participant is stopping'));
       current?.cancel();
       wake?.();
       await done.catch(() => undefined);

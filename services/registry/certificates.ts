@@ -194,6 +194,7 @@ export async function registerCertificate(
 /**
  * Revokes a certificate (by fingerprint or serial) and logs it in the same transaction. The
  * hub refuses the certificate from its next call on; open streams are closed by the caller.
+ * Revoking a revoked certificate returns the stored record and writes no log entry.
  */
 export async function revokeCertificate(
   prisma: PrismaClient,
@@ -203,6 +204,10 @@ export async function revokeCertificate(
 ): Promise<Certificate> {
   const target = await resolveCertificate(prisma, ref);
   return prisma.$transaction(async (tx) => {
+    // A repeat changes nothing, so, as with grants, it is not logged as a fresh decision: the
+    // log keeps the one revocation that took effect, with its reason.
+    const current = await tx.certificate.findUnique({ where: { fingerprint: target.fingerprint } });
+    if (current?.status === 'revoked') return current;
     const cert = await revokeCertificateInTx(tx, target.fingerprint, context.actor, reason);
     await appendAccessInTx(tx, {
       actor: context.actor,

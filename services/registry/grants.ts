@@ -37,6 +37,9 @@ export interface GrantInput {
 const LAYER = /^(\*|[a-z0-9_.-]{1,64})$/;
 const STREAM = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
+/** The largest fromSequence/toSequence a grant stores (its columns are 32-bit integers). */
+export const MAX_GRANT_SEQUENCE = 2_147_483_647;
+
 /** Checks a grant request; throws GRANT_INVALID naming the first problem. */
 export function validateGrantInput(input: GrantInput): void {
   const bad = (detail: string) => fail('GRANT_INVALID', { detail });
@@ -58,10 +61,12 @@ export function validateGrantInput(input: GrantInput): void {
     throw bad('layers are given but kind "hidden" is not');
   }
   const from = input.fromSequence ?? 1;
-  if (!Number.isSafeInteger(from) || from < 1) throw bad('fromSequence must be 1 or more');
+  if (!Number.isSafeInteger(from) || from < 1 || from > MAX_GRANT_SEQUENCE) {
+    throw bad(`fromSequence must be an integer from 1 to ${MAX_GRANT_SEQUENCE}`);
+  }
   const to = input.toSequence;
-  if (to != null && (!Number.isSafeInteger(to) || to < from)) {
-    throw bad('toSequence must be an integer no smaller than fromSequence');
+  if (to != null && (!Number.isSafeInteger(to) || to < from || to > MAX_GRANT_SEQUENCE)) {
+    throw bad(`toSequence must be an integer from fromSequence to ${MAX_GRANT_SEQUENCE}`);
   }
   if (input.expiresAt != null && Number.isNaN(input.expiresAt.getTime())) {
     throw bad('expiresAt is not a valid time');

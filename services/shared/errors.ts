@@ -323,6 +323,40 @@ export const ERROR_CATALOGUE = {
     grpc: GrpcStatus.INVALID_ARGUMENT,
   },
 
+  // Trust CLI: files checked locally before anything is sent to the hub
+  FILE_UNREADABLE: {
+    message: '{what} {path} cannot be read: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  FILE_NOT_JSON: {
+    message: '{what} {path} is not valid JSON: {detail}',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  PKI_FILE_IS_PRIVATE_KEY: {
+    message:
+      '{what} {path} holds a private key, which never leaves this machine; give the {kind} file instead (nothing was sent)',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  PKI_FILE_WRONG_KIND: {
+    message: '{what} {path} is not a PEM {kind} ({found}); nothing was sent',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  TOKEN_FILE_INVALID: {
+    message:
+      'token file {path} does not hold a token (a JWT: three base64url parts joined by dots); give the file `distillery pki token` wrote',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+  TOKEN_LIFETIME_TOO_LONG: {
+    message: 'a {role} token may live at most {max} seconds ({days} days); {ttl} seconds asked',
+    http: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+  },
+
   // Transport: encodings, chunk limits, deprecation and rollback (issue 4)
   TENSOR_NOT_ENCODABLE: {
     message: 'tensor {name} cannot be encoded as {dtype}: {detail}',
@@ -374,6 +408,13 @@ export const ERROR_CATALOGUE = {
     message: 'participant "{participant}" holds no grant with query mode on stream "{stream}"',
     http: 403,
     grpc: GrpcStatus.PERMISSION_DENIED,
+  },
+
+  // Hub lifecycle
+  HUB_SHUTTING_DOWN: {
+    message: 'the hub is shutting down; {what} was cancelled and nothing was stored',
+    http: 503,
+    grpc: GrpcStatus.UNAVAILABLE,
   },
 
   // Catch-all for faults that are not the caller's

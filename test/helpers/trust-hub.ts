@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { initDevelopmentPki, type PkiLayout } from '../../services/shared/pki/index.js';
 import { splitFederation } from '../../services/cli/demo/split-federation.js';
+import { fixtureHubOptions } from './federation.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export const ISSUER = 'https://hub.test';
@@ -72,18 +73,8 @@ export async function startTrustHub(options: {
   await issueParticipantFiles(pki.dir, 'aud-1', { role: 'auditor' });
   const database = process.env.DATABASE_URL ? await createTestDatabase() : null;
   const hub = await startHub({
-    stateDir: join(fixture.dir, 'hub-state'),
-    files: {
-      dataset: 'lending_club',
-      privateRows: join(split.hubDir, 'private.csv'),
-      transferRows: join(split.hubDir, 'transfer.csv'),
-      testRows: join(split.hubDir, 'test.csv'),
-    },
+    ...fixtureHubOptions({ dir, pki, split }, { issuer: ISSUER, audience: AUDIENCE }),
     databaseUrl: database?.url ?? 'memory://',
-    grpc: { host: '127.0.0.1', port: 0 },
-    http: { host: '127.0.0.1', port: 0 },
-    tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
-    tokens: { publicKey: pki.jwtPublicKey, issuer: ISSUER, audience: AUDIENCE },
     enrol: options.enrolled,
     teacher: {
       hidden: [8, 8],

@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
@@ -179,6 +180,58 @@ describe('enrolment material', () => {
       kinds: ['weights'],
     });
     expect(unknown.status).toBe(400);
+  });
+
+  it('refuses grant sequences beyond 32 bits with a 400 naming the field', async () => {
+    for (const [field, value] of [
+      ['fromSequence', 99999999999999],
+      ['toSequence', 99999999999],
+      ['fromSequence', 2 ** 31],
+    ] as const) {
+      const res = await t.api('POST', '/v1/grants', operator, {
+        participant: 'bank-a',
+        stream: 'default',
+        kinds: ['logits'],
+        [field]: value,
+      });
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(res.body.error)).toContain(field);
+    }
+    const edge = await t.api('POST', '/v1/grants', operator, {
+      participant: 'bank-a',
+      stream: 'default',
+      kinds: ['logits'],
+      fromSequence: 2 ** 31 - 1,
+    });
+    expect(edge.status).toBe(201);
+    await t.api('POST', `/v1/grants/${edge.body.grant.id}/revoke`, operator, {});
+  });
+
+  it('refuses a grant that has already expired, or on a stream that does not exist', async () => {
+    const before = (
+      await queryAccessLog(t.hub.registry.prisma, { action: 'grant.create', limit: 1000 })
+    ).entries.length;
+    const past = await t.api('POST', '/v1/grants', operator, {
+      participant: 'bank-a',
+      stream: 'default',
+      kinds: ['logits'],
+      expiresAt: '2000-01-01T00:00:00Z',
+    });
+    expect(past.status).toBe(400);
+    expect(past.body.error).toMatchObject({ code: 'GRANT_INVALID' });
+    expect(past.body.error.message).toMatch(/expiresAt 2000-01-01T00:00:00Z is already past/);
+    const nostream = await t.api('POST', '/v1/grants', operator, {
+      participant: 'bank-a',
+      stream: 'nostream',
+      kinds: ['logits'],
+    });
+    expect(nostream.status).toBe(404);
+    expect(nostream.body.error).toMatchObject({ code: 'STREAM_NOT_FOUND' });
+    expect(nostream.body.error.message).toMatch(/"nostream" does not exist/);
+    const after = (
+      await queryAccessLog(t.hub.registry.prisma, { action: 'grant.create', limit: 1000 })
+    ).entries.length;
+    expect(after).toBe(before);
   });
 });
 
@@ -373,12 +426,36 @@ describe('an exported log verified offline', () => {
     void exportJWK;
   });
 
-  it('says which entries no signature covers when the export goes past the last signed head', async () => {
-    const res = await t.apiText('/v1/audit/export?sign=false', auditor);
-    const report = await verify(res.text.trim().split('\n'));
-    expect(report.ok).toBe(true);
+  it('ends every export at a head signed for it, even when asked not to sign', async () => {
+    // Entries written since the last export (this test's own calls) must all be covered.
+    await t.api('GET', '/v1/audit/log?limit=1', auditor);
+    for (const path of ['/v1/audit/export', '/v1/audit/export?sign=false']) {
+      const lines = parse((await t.apiText(path, auditor)).text.trim().split('\n'));
+      const header = lines[0]!;
+      const entries = lines.filter((l) => l.type === 'entry');
+      const checkpoints = lines.filter((l) => l.type === 'checkpoint');
+      expect(header.type).toBe('header');
+      expect(header.headSequence).toBe(entries.at(-1)!.sequence);
+      expect(checkpoints.at(-1)!.sequence).toBe(header.headSequence);
+      const report = await verify(lines.map((l) => JSON.stringify(l)));
+      expect(report).toMatchObject({ ok: true, unprovenEntries: 0 });
+    }
+  });
+
+  it('is not ok, and says how many entries are unproven, when the last signed head is dropped', async () => {
+    const parsed = parse(exportLines);
+    const lastCp = parsed.map((l) => l.type).lastIndexOf('checkpoint');
+    const earlier = parsed.filter((l, i) => l.type === 'checkpoint' && i !== lastCp);
+    const lines = parsed.filter((_, i) => i !== lastCp).map((l) => JSON.stringify(l));
+    const report = await verify(lines);
+    expect(report.ok).toBe(false);
+    const proven = earlier.length ? Number(earlier.at(-1)!.sequence) : 0;
+    expect(report.unprovenEntries).toBe(Number(report.lastSequence) - proven);
     expect(report.unprovenEntries).toBeGreaterThan(0);
-    expect(report.notes.join(' ')).toMatch(/come after the last signed head/);
+    expect(report.firstBad).toMatchObject({
+      sequence: String(proven + 1),
+      problem: expect.stringMatching(/nothing proves/),
+    });
   });
 
   it('verifies from the command line, exit 0 when intact and 2 naming the entry when not', async () => {
@@ -404,6 +481,277 @@ describe('an exported log verified offline', () => {
     ]).catch((err: { code: number; stdout: string }) => err);
     expect((failed as { code: number }).code).toBe(2);
     expect(JSON.parse((failed as { stdout: string }).stdout).firstBad.sequence).toBe('5');
+  }, 60_000);
+});
+
+/** The export with entry `at` changed and every hash after it recomputed, as a forger would. */
+function rewriteFrom(lines: string[], at: number, change: (e: Line) => void): Line[] {
+  let prev = '0'.repeat(64);
+  return parse(lines).map((l) => {
+    if (l.type !== 'entry') return l;
+    const { type, hash, ...fields } = l as Record<string, unknown>;
+    void type;
+    void hash;
+    const next = { ...fields, prevHash: prev } as Line;
+    if (Number(l.sequence) === at) change(next);
+    prev = hashAccessEntry(next as unknown as Parameters<typeof hashAccessEntry>[0]);
+    return { type: 'entry', ...next, hash: prev };
+  });
+}
+
+describe('a forged export refused offline', () => {
+  it('refuses a log rewritten with every hash recomputed and its signed heads dropped', async () => {
+    const forged = rewriteFrom(exportLines, 6, (e) => {
+      e.actor = 'someone-else';
+      e.outcome = 'denied';
+    }).filter((l) => l.type !== 'checkpoint');
+    const report = await verify(forged.map((l) => JSON.stringify(l)));
+    expect(report.ok).toBe(false);
+    expect(report.checkpointsVerified).toBe(0);
+    expect(report.unprovenEntries).toBe(Number(report.lastSequence));
+    expect(report.firstBad).toMatchObject({
+      sequence: '1',
+      problem: expect.stringMatching(/no signed head in the export verifies/),
+    });
+  });
+
+  it('refuses an empty export and one without its header line', async () => {
+    const empty = await verify([]);
+    expect(empty.ok).toBe(false);
+    expect(empty.firstBad?.problem).toMatch(/the export is empty/);
+    expect((await verify(['', '  '])).ok).toBe(false);
+    const headless = await verify(exportLines.slice(1));
+    expect(headless.ok).toBe(false);
+    expect(headless.firstBad).toMatchObject({
+      line: 1,
+      problem: expect.stringMatching(/does not start with its header/),
+    });
+  });
+
+  it('refuses a header that names another head or another format', async () => {
+    const header = JSON.parse(exportLines[0]!);
+    const withHeader = (h: object) => [JSON.stringify(h), ...exportLines.slice(1)];
+    const beyond = await verify(withHeader({ ...header, headSequence: '99999' }));
+    expect(beyond.ok).toBe(false);
+    expect(beyond.firstBad?.problem).toMatch(/header names head 99999 but the entries end at/);
+    const before = await verify(withHeader({ ...header, headSequence: '2' }));
+    expect(before.firstBad).toMatchObject({
+      sequence: '3',
+      problem: expect.stringMatching(/come after the head the header names/),
+    });
+    const format = await verify(withHeader({ ...header, format: 'other/1' }));
+    expect(format.firstBad?.problem).toMatch(/format is "other\/1"/);
+  });
+
+  it('refuses an entry carrying a field its hash does not cover', async () => {
+    const lines = [...exportLines];
+    const i = entryIndex(lines, 4);
+    lines[i] = JSON.stringify({ ...JSON.parse(lines[i]!), extra: 'x' });
+    const report = await verify(lines);
+    expect(report.ok).toBe(false);
+    expect(report.firstBad).toMatchObject({
+      sequence: '4',
+      problem: expect.stringMatching(/fields its hash does not cover: extra/),
+    });
+  });
+
+  it('refuses a signed head line whose visible sequence or hash differs from what was signed', async () => {
+    for (const change of [
+      (cp: Line) => ({ ...cp, sequence: String(Number(cp.sequence) - 1) }),
+      (cp: Line) => ({ ...cp, hash: 'a'.repeat(64) }),
+    ]) {
+      const lines = parse(exportLines).map((l) =>
+        JSON.stringify(l.type === 'checkpoint' ? change(l) : l),
+      );
+      const report = await verify(lines);
+      expect(report.ok).toBe(false);
+      expect(report.firstBad?.problem).toMatch(/but its signature covers sequence/);
+    }
+  });
+
+  it('refuses a forged export from the command line, with exit code 2', async () => {
+    const dir = t.fixture.dir;
+    const cli = (...args: string[]) =>
+      run('node', ['bin/distillery.js', ...args]).then(
+        (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    const forged = join(dir, 'rewritten-nocps.ndjson');
+    await writeFile(
+      forged,
+      rewriteFrom(exportLines, 6, (e) => (e.actor = 'x'))
+        .filter((l) => l.type !== 'checkpoint')
+        .map((l) => JSON.stringify(l) + '\n')
+        .join(''),
+    );
+    const empty = join(dir, 'empty.ndjson');
+    await writeFile(empty, '');
+    for (const file of [forged, empty]) {
+      const res = await cli('audit', 'verify', file, '--key', jwksPath);
+      expect(res.code).toBe(2);
+      expect(JSON.parse(res.stdout).ok).toBe(false);
+    }
+  }, 60_000);
+});
+
+describe('the CLI checks files before it sends them', () => {
+  // A hub URL whose every connection is counted: the refusals below must never reach it.
+  let connections = 0;
+  let server: Server;
+  let listening: string;
+  let dir: string;
+  const cli = (...args: string[]) =>
+    run('node', ['bin/distillery.js', ...args]).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+  const conn = () => [
+    '--hub-url',
+    listening,
+    '--ca-cert',
+    t.fixture.pki.caCert,
+    '--token-file',
+    join(dir, 'op.jwt'),
+  ];
+
+  beforeAll(async () => {
+    dir = t.fixture.dir;
+    await writeFile(join(dir, 'op.jwt'), operator);
+    server = createServer((socket) => {
+      connections += 1;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    listening = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await run('node', [
+      'bin/distillery.js',
+      'pki',
+      'request',
+      '--identity',
+      'bank-q',
+      '--out',
+      join(dir, 'bank-q'),
+    ]);
+  }, 60_000);
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('refuses to upload a private key as a request or a certificate, naming the file', async () => {
+    const key = join(dir, 'bank-q', 'bank-q.key');
+    const csr = join(dir, 'bank-q', 'bank-q.csr');
+    for (const args of [
+      ['pki', 'submit', '--csr', key],
+      ['pki', 'approve-request', '--request', 'r1', '--cert', key],
+      ['pki', 'register', '--cert', key],
+      ['pki', 'revoke', key],
+    ]) {
+      const res = await cli(...args, ...conn());
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain('PKI_FILE_IS_PRIVATE_KEY');
+      expect(res.stderr).toContain(key);
+      expect(res.stderr).toMatch(/never leaves this machine/);
+    }
+    // A request where a certificate belongs, and a certificate where a request belongs.
+    const wrong = await cli('pki', 'register', '--cert', csr, ...conn());
+    expect(wrong.stderr).toMatch(
+      /PKI_FILE_WRONG_KIND: .* is not a PEM CERTIFICATE \(it holds a PEM CERTIFICATE REQUEST\)/,
+    );
+    const wrong2 = await cli('pki', 'submit', '--csr', t.fixture.pki.caCert, ...conn());
+    expect(wrong2.stderr).toMatch(
+      /is not a PEM CERTIFICATE REQUEST \(it holds a PEM CERTIFICATE\)/,
+    );
+    expect(connections).toBe(0);
+  }, 60_000);
+
+  it('names the file when it is a directory, not a token, or not JSON', async () => {
+    const submit = await cli('pki', 'submit', '--csr', dir, ...conn());
+    expect(submit.stderr).toContain(
+      `FILE_UNREADABLE: certificate signing request ${dir} cannot be read: it is a directory`,
+    );
+    const verify = await cli('audit', 'verify', dir, '--key', jwksPath);
+    expect(verify.code).toBe(1);
+    expect(verify.stderr).toMatch(
+      new RegExp(`AUDIT_EXPORT_INVALID: audit export ${dir} .*it is a directory`),
+    );
+    const token = await cli(
+      'audit',
+      'log',
+      '--hub-url',
+      listening,
+      '--ca-cert',
+      t.fixture.pki.caCert,
+      '--token-file',
+      t.fixture.pki.caKey,
+    );
+    expect(token.stderr).toMatch(/TOKEN_FILE_INVALID: token file .* does not hold a token/);
+    const bad = join(dir, 'bad-policy.json');
+    await writeFile(bad, '{"release": ');
+    const grant = await cli(
+      'grant',
+      'create',
+      '--participant',
+      'bank-a',
+      '--kinds',
+      'logits',
+      '--policy',
+      bad,
+      ...conn(),
+    );
+    expect(grant.stderr).toContain(`FILE_NOT_JSON: release policy ${bad} is not valid JSON`);
+    expect(connections).toBe(0);
+  }, 60_000);
+
+  it('refuses out-of-range numbers and a missing --key with a message, before any call', async () => {
+    const from = await cli(
+      'grant',
+      'create',
+      '--participant',
+      'bank-a',
+      '--kinds',
+      'logits',
+      '--from',
+      '99999999999',
+      ...conn(),
+    );
+    expect(from.code).not.toBe(0);
+    expect(from.stderr).toMatch(/--from.*larger than 2147483647/);
+    const ttl = await cli(
+      'pki',
+      'token',
+      '--dir',
+      t.fixture.pki.dir,
+      '--subject',
+      's',
+      '--role',
+      'auditor',
+      '--ttl',
+      '1000000000000',
+    );
+    expect(ttl.code).not.toBe(0);
+    expect(ttl.stderr).toMatch(/longer than the maximum of 2592000 \(30 days\)/);
+    const noKey = await cli('audit', 'verify', join(dir, 'export.ndjson'));
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toMatch(/--key <file> is required to verify an export offline/);
+    expect(connections).toBe(0);
+  }, 60_000);
+
+  it('says which key the export expects when verified with another one', async () => {
+    const good = join(dir, 'export-for-key.ndjson');
+    await writeFile(good, exportLines.join('\n') + '\n');
+    const other = await exportJWK(
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey,
+    );
+    const otherPath = join(dir, 'other-key.json');
+    await writeFile(otherPath, JSON.stringify({ keys: [{ ...other, kid: 'other-kid' }] }));
+    const res = await cli('audit', 'verify', good, '--key', otherPath);
+    expect(res.code).toBe(2);
+    const report = JSON.parse(res.stdout);
+    const expected = JSON.parse(exportLines[0]!).keyId;
+    expect(report.firstBad.problem).toContain(
+      `it names key ${expected} but the key given is other-kid`,
+    );
+    expect(report.notes.join(' ')).toContain(
+      `signed by key ${expected}, but the key given is other-kid`,
+    );
   }, 60_000);
 });
 

@@ -60,6 +60,18 @@ async function craft(
   return jwt.sign(key);
 }
 
+/** Reads `iterator` to its end; the error it ended with, or undefined when it just ended. */
+async function errorAtEnd(
+  iterator: AsyncIterator<unknown>,
+): Promise<{ code?: number; details?: string } | undefined> {
+  try {
+    for (;;) if ((await iterator.next()).done) break;
+  } catch (e) {
+    return e as { code?: number; details?: string };
+  }
+  return undefined;
+}
+
 const thumbprint = (certPem: string) => x5tS256OfDer(Buffer.from(new X509Certificate(certPem).raw));
 
 async function deniedEntries(actor: string, action?: string) {
@@ -221,12 +233,7 @@ describe('certificates', () => {
     const serial = approved.body.certificate.serialNumber as string;
     const revoked = await t.api('POST', `/v1/certificates/${serial}/revoke`, operator, {});
     expect(revoked.body.closedStreams).toBe(1);
-    let err: { code?: number; details?: string } | undefined;
-    try {
-      for (;;) if ((await iterator.next()).done) break;
-    } catch (e) {
-      err = e as typeof err;
-    }
+    const err = await errorAtEnd(iterator);
     expect(err?.code).toBe(GrpcStatus.UNAUTHENTICATED);
     expect(err?.details).toBe(`certificate ${serial} was revoked`);
   });
@@ -244,12 +251,7 @@ describe('certificates', () => {
     // process hears nothing of it but the registry.
     const serial = new X509Certificate(cert.certPem).serialNumber.toLowerCase();
     await revokeCertificate(t.hub.registry.prisma, serial, 'elsewhere', { actor: 'other-hub' });
-    let err: { code?: number; details?: string } | undefined;
-    try {
-      for (;;) if ((await iterator.next()).done) break;
-    } catch (e) {
-      err = e as typeof err;
-    }
+    const err = await errorAtEnd(iterator);
     expect(err?.code).toBe(GrpcStatus.UNAUTHENTICATED);
     expect(err?.details).toBe(`certificate ${serial} was revoked`);
   }, 30_000);

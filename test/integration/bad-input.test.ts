@@ -2,19 +2,20 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
-import { hasCode } from '../../services/shared/errors.js';
-import type { PkiLayout } from '../../services/shared/pki/index.js';
+import { hasCode, type ErrorCode } from '../../services/shared/errors.js';
 import { loadEngine, type Engine } from '../../services/shared/ml/engine.js';
 import { startHub, type HubOptions } from '../../services/hub/hub.js';
 import { listVersions } from '../../services/registry/knowledge.js';
-import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
+import {
+  createFederationFixture,
+  fixtureHubOptions,
+  type FederationFixture,
+} from '../helpers/federation.js';
 
 const logger = silentLogger();
 
 describe('a hub given bad input data', () => {
   let fixture: FederationFixture;
-  let dir: string;
-  let pki: PkiLayout;
   let engine: Engine;
   let privatePath: string;
   let goodCsv: string;
@@ -22,23 +23,13 @@ describe('a hub given bad input data', () => {
 
   beforeAll(async () => {
     fixture = await createFederationFixture('bad-input', 5);
-    ({ dir, pki } = fixture);
     const split = fixture.split;
     privatePath = join(split.hubDir, 'private.csv');
     goodCsv = await readFile(privatePath, 'utf8');
     engine = await loadEngine({ logger });
     options = {
       // An on-disk embedded registry: what is stored must survive the failed starts.
-      stateDir: join(dir, 'hub-state'),
-      files: {
-        dataset: 'lending_club',
-        privateRows: privatePath,
-        transferRows: join(split.hubDir, 'transfer.csv'),
-      },
-      grpc: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
-      tokens: { publicKey: pki.jwtPublicKey, issuer: 'i', audience: 'a' },
+      ...fixtureHubOptions(fixture, { privateRows: privatePath, testRows: false }),
       enrol: ['bank-a'],
       teacher: {
         hidden: [16],
@@ -144,6 +135,34 @@ describe('a hub given bad input data', () => {
       // One epoch at the first publish, one now: the refused request trained nothing.
       expect(next.teacher.epochsTrained).toBe(1 + next.teacher.epochsRun);
       expect(next.version.sequence).toBe(2);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('refuses, before training, a publish no participant could use or that names no open stream', async () => {
+    await writeFile(privatePath, goodCsv);
+    const hub = await startHub(options);
+    try {
+      const base = { stream: 'default', epochs: 3, temperature: 4, actor: 't' };
+      const cases: [Parameters<typeof hub.publisher.publish>[0], ErrorCode, RegExp][] = [
+        [{ ...base, temperature: 1e-300, hiddenLayers: [] }, 'REQUEST_INVALID', /temperature/],
+        [{ ...base, temperature: 101, hiddenLayers: [] }, 'REQUEST_INVALID', /temperature/],
+        [{ ...base, temperature: NaN, hiddenLayers: [] }, 'REQUEST_INVALID', /temperature/],
+        [
+          { ...base, hiddenLayers: ['hidden_1', 'hidden_1'] },
+          'REQUEST_INVALID',
+          /"hidden_1" twice/,
+        ],
+        [{ ...base, stream: 'nostream', hiddenLayers: [] }, 'STREAM_NOT_FOUND', /"nostream"/],
+      ];
+      for (const [request, code, message] of cases) {
+        const refused = await hub.publisher.publish(request).catch((e: unknown) => e);
+        expect(hasCode(refused, code), String(refused)).toBe(true);
+        expect((refused as Error).message).toMatch(message);
+      }
+      const streams = await hub.registry.prisma.knowledgeStream.findMany();
+      expect(streams.map((s) => s.name)).toEqual(['default']);
     } finally {
       await hub.close();
     }

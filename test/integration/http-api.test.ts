@@ -12,6 +12,7 @@ import { buildHttpApi, type HttpApi } from '../../services/hub/http-api.js';
 import { KnowledgePublisher } from '../../services/hub/publisher.js';
 import { loadHubData } from '../../services/hub/hub-data.js';
 import { splitFederation } from '../../services/cli/demo/split-federation.js';
+import { splitHubFiles } from '../helpers/federation.js';
 import { loadEngine } from '../../services/shared/ml/engine.js';
 
 const logger = silentLogger();
@@ -59,15 +60,7 @@ describe('hub HTTP API', () => {
       registry,
       announcer: new Announcer(),
       engine,
-      data: loadHubData(
-        {
-          dataset: 'lending_club',
-          privateRows: join(split.hubDir, 'private.csv'),
-          transferRows: join(split.hubDir, 'transfer.csv'),
-        },
-        0,
-        logger,
-      ),
+      data: loadHubData(splitHubFiles(split, { testRows: false }), 0, logger),
       stateDir: dir,
       teacher: { hidden: [8], dropout: 0, batchSize: 32, learningRate: 1e-3, patience: 2, seed: 0 },
       logger,
@@ -257,5 +250,78 @@ describe('hub HTTP API', () => {
       payload: { id: 'bank-z' },
     });
     expect(res.statusCode).toBe(403);
+  });
+
+  const publishWith = async (stream: string, payload: Record<string, unknown>) =>
+    app.inject({
+      method: 'POST',
+      url: `/v1/streams/${stream}/versions`,
+      headers: { authorization: `Bearer ${await token('operator')}` },
+      payload,
+    });
+
+  it('refuses a publish temperature outside the range the hub CLI accepts, naming the field', async () => {
+    for (const temperature of [1e-300, 0.049, 100.5]) {
+      const res = await publishWith('default', { epochs: 1, temperature });
+      expect(res.statusCode, String(temperature)).toBe(400);
+      expect(res.json().error.code).toBe('REQUEST_INVALID');
+      expect(res.json().error.message).toMatch(/^invalid request: body\.temperature must be [<>]=/);
+    }
+  });
+
+  it('refuses duplicate and unknown hiddenLayers with a 400 naming them', async () => {
+    const twice = await publishWith('default', {
+      epochs: 1,
+      hiddenLayers: ['hidden_1', 'hidden_1'],
+    });
+    expect(twice.statusCode).toBe(400);
+    expect(twice.json().error.message).toMatch(/body\.hiddenLayers must NOT have duplicate items/);
+
+    const unknown = await publishWith('default', { epochs: 1, hiddenLayers: ['hidden_7'] });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error.code).toBe('REQUEST_INVALID');
+    expect(unknown.json().error.message).toContain('"hidden_7"');
+  });
+
+  it('refuses a publish to a stream the hub did not open, and opens none', async () => {
+    const res = await publishWith('nostream', { epochs: 1, hiddenLayers: [] });
+    expect(res.statusCode).toBe(404);
+    expect(res.json().error.code).toBe('STREAM_NOT_FOUND');
+    expect(res.json().error.message).toContain('"nostream"');
+    const stream = await registry.prisma.knowledgeStream.findUnique({
+      where: { name: 'nostream' },
+    });
+    expect(stream).toBeNull();
+  });
+
+  it('takes body fields with the JSON types the caller sent, not coerced ones', async () => {
+    const auth = { authorization: `Bearer ${await token('operator')}` };
+    for (const id of [123, ['bank-r']]) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/participants',
+        headers: auth,
+        payload: { id },
+      });
+      expect(res.statusCode, JSON.stringify(id)).toBe(400);
+      expect(res.json().error.message).toBe('invalid request: body.id must be string');
+    }
+    const text = await publishWith('default', { epochs: '1' });
+    expect(text.statusCode).toBe(400);
+    expect(text.json().error.message).toBe('invalid request: body.epochs must be integer');
+    const list = await app.inject({ method: 'GET', url: '/v1/participants', headers: auth });
+    const ids = (list.json() as { participants: { id: string }[] }).participants.map((p) => p.id);
+    expect(ids).not.toContain('123');
+    expect(ids).not.toContain('bank-r');
+  });
+
+  it('still reads numbers in a query string, and names one that is not a number', async () => {
+    const auth = { authorization: `Bearer ${await token('auditor')}` };
+    const ok = await app.inject({ method: 'GET', url: '/v1/audit/log?limit=2', headers: auth });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json().entries).toHaveLength(2);
+    const bad = await app.inject({ method: 'GET', url: '/v1/audit/log?limit=two', headers: auth });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toBe('invalid request: querystring.limit must be integer');
   });
 });

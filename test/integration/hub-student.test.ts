@@ -10,7 +10,12 @@ import { listStudents, type Student } from '../../services/registry/students.js'
 import { silentLogger } from '../../services/shared/logger.js';
 import { loadEngine } from '../../services/shared/ml/engine.js';
 import { loadModel } from '../../services/shared/ml/model-io.js';
-import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
+import {
+  createFederationFixture,
+  fixtureHubOptions,
+  fixtureParticipantOptions,
+  type FederationFixture,
+} from '../helpers/federation.js';
 
 const logger = silentLogger();
 
@@ -23,21 +28,11 @@ describe('a student distilled by the hub travels inside the version', () => {
 
   beforeAll(async () => {
     fixture = await createFederationFixture('hub-student', 4);
-    const { dir, pki, split } = fixture;
+    const { dir } = fixture;
     const engine = await loadEngine({ logger });
     hub = await startHub({
-      stateDir: join(dir, 'hub-state'),
-      files: {
-        dataset: 'lending_club',
-        privateRows: join(split.hubDir, 'private.csv'),
-        transferRows: join(split.hubDir, 'transfer.csv'),
-        testRows: join(split.hubDir, 'test.csv'),
-      },
+      ...fixtureHubOptions(fixture),
       databaseUrl: 'memory://',
-      grpc: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
-      tokens: { publicKey: pki.jwtPublicKey, issuer: 'i', audience: 'a' },
       enrol: ['bank-a'],
       teacher: {
         hidden: [32, 32],
@@ -62,21 +57,7 @@ describe('a student distilled by the hub travels inside the version', () => {
 
     const stateDir = join(dir, 'bank-a-state');
     const participant = await startParticipant({
-      id: 'bank-a',
-      hub: { address: `localhost:${hub.grpcPort}` },
-      tls: {
-        caCert: pki.caCert,
-        cert: pki.participant('bank-a').cert,
-        key: pki.participant('bank-a').key,
-      },
-      stream: 'default',
-      stateDir,
-      files: {
-        dataset: 'lending_club',
-        ownRows: join(split.participantDirs['bank-a'], 'own.csv'),
-        transferRows: join(split.participantDirs['bank-a'], 'transfer.csv'),
-        testRows: join(split.participantDirs['bank-a'], 'test.csv'),
-      },
+      ...fixtureParticipantOptions(fixture, 'bank-a', `localhost:${hub.grpcPort}`),
       student: { hidden: [8], epochs: 2, alpha: 0.9, batchSize: 256, learningRate: 1e-3, seed: 4 },
       exitAfter: 1,
       logger,

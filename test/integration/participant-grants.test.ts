@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
@@ -9,7 +8,12 @@ import { createGrant, listGrants, revokeGrant } from '../../services/registry/gr
 import { startHub, type RunningHub } from '../../services/hub/hub.js';
 import { createHubClient } from '../../services/participant/hub-client.js';
 import { startParticipant } from '../../services/participant/participant.js';
-import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
+import {
+  createFederationFixture,
+  fixtureHubOptions,
+  fixtureParticipantOptions,
+  type FederationFixture,
+} from '../helpers/federation.js';
 
 const logger = silentLogger();
 const op = { actor: 'ops' };
@@ -25,21 +29,7 @@ describe('participants under narrow grants', () => {
 
   const node = (id: 'bank-a' | 'bank-b') =>
     startParticipant({
-      id,
-      hub: { address: `localhost:${hub.grpcPort}` },
-      tls: {
-        caCert: fixture.pki.caCert,
-        cert: fixture.pki.participant(id).cert,
-        key: fixture.pki.participant(id).key,
-      },
-      stream: 'default',
-      stateDir: join(fixture.dir, `${id}-state`),
-      files: {
-        dataset: 'lending_club',
-        ownRows: join(fixture.split.participantDirs[id]!, 'own.csv'),
-        transferRows: join(fixture.split.participantDirs[id]!, 'transfer.csv'),
-        testRows: join(fixture.split.participantDirs[id]!, 'test.csv'),
-      },
+      ...fixtureParticipantOptions(fixture, id, `localhost:${hub.grpcPort}`),
       student: { hidden: [8], epochs: 1, alpha: 0.9, batchSize: 256, learningRate: 1e-3, seed: 5 },
       logger,
       engine,
@@ -52,18 +42,8 @@ describe('participants under narrow grants', () => {
     fixture = await createFederationFixture('participant-grants', 5, ['bank-a', 'bank-b']);
     engine = await loadEngine({ logger });
     hub = await startHub({
-      stateDir: join(fixture.dir, 'hub-state'),
-      files: {
-        dataset: 'lending_club',
-        privateRows: join(fixture.split.hubDir, 'private.csv'),
-        transferRows: join(fixture.split.hubDir, 'transfer.csv'),
-        testRows: join(fixture.split.hubDir, 'test.csv'),
-      },
+      ...fixtureHubOptions(fixture),
       databaseUrl: 'memory://',
-      grpc: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      tls: { caCert: fixture.pki.caCert, cert: fixture.pki.hubCert, key: fixture.pki.hubKey },
-      tokens: { publicKey: fixture.pki.jwtPublicKey, issuer: 'i', audience: 'a' },
       enrol: ['bank-a', 'bank-b'],
       teacher: {
         hidden: [16],

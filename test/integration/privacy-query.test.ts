@@ -21,7 +21,11 @@ import { startHub, type RunningHub } from '../../services/hub/hub.js';
 import { createGrant } from '../../services/registry/grants.js';
 import { createHubClient, type HubClient } from '../../services/participant/hub-client.js';
 import { queryTeacher } from '../../services/participant/query-client.js';
-import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
+import {
+  createFederationFixture,
+  fixtureHubOptions,
+  type FederationFixture,
+} from '../helpers/federation.js';
 
 const logger = silentLogger();
 const ISSUER = 'privacy-test';
@@ -55,20 +59,11 @@ describe('query mode over mTLS with release policies and the privacy ledger', ()
   beforeAll(async () => {
     fixture = await createFederationFixture('privacy-query', 5, ['bank-a', 'bank-b']);
     pki = fixture.pki;
-    const { split, dir } = fixture;
+    const { split } = fixture;
     const engine = await loadEngine({ logger });
     hub = await startHub({
-      stateDir: join(dir, 'hub-state'),
-      files: {
-        dataset: 'lending_club',
-        privateRows: join(split.hubDir, 'private.csv'),
-        transferRows: join(split.hubDir, 'transfer.csv'),
-      },
+      ...fixtureHubOptions(fixture, { testRows: false, issuer: ISSUER, audience: AUDIENCE }),
       databaseUrl: 'memory://',
-      grpc: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      tls: { caCert: pki.caCert, cert: pki.hubCert, key: pki.hubKey },
-      tokens: { publicKey: pki.jwtPublicKey, issuer: ISSUER, audience: AUDIENCE },
       enrol: ['bank-a', 'bank-b'],
       // On "other" the participants hold only the plain start-up grant: no query mode.
       streams: ['default', 'other'],

@@ -9,7 +9,11 @@ import { getVersion, readChunk } from '../../services/registry/knowledge.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { loadHubData } from '../../services/hub/hub-data.js';
 import { KnowledgePublisher } from '../../services/hub/publisher.js';
-import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
+import {
+  createFederationFixture,
+  splitHubFiles,
+  type FederationFixture,
+} from '../helpers/federation.js';
 
 const logger = silentLogger();
 
@@ -33,15 +37,7 @@ describe('a publisher with an artefact hook and an encoding', () => {
       registry,
       announcer: new Announcer(),
       engine: await loadEngine({ logger }),
-      data: loadHubData(
-        {
-          dataset: 'lending_club',
-          privateRows: join(fixture.split.hubDir, 'private.csv'),
-          transferRows: join(fixture.split.hubDir, 'transfer.csv'),
-        },
-        7,
-        logger,
-      ),
+      data: loadHubData(splitHubFiles(fixture.split, { testRows: false }), 7, logger),
       stateDir: join(fixture.dir, 'hub'),
       teacher: {
         hidden: [8],

@@ -14,7 +14,12 @@ import {
   startParticipant,
   type RunningParticipant,
 } from '../../services/participant/participant.js';
-import { createFederationFixture, type FederationFixture } from '../helpers/federation.js';
+import {
+  createFederationFixture,
+  fixtureHubOptions,
+  fixtureParticipantOptions,
+  type FederationFixture,
+} from '../helpers/federation.js';
 
 const logger = silentLogger();
 
@@ -39,21 +44,7 @@ describe('participants follow, pin, and fall back on deprecation', () => {
 
   const participant = (id: 'bank-a' | 'bank-b', pin?: string) =>
     startParticipant({
-      id,
-      hub: { address: `localhost:${hub.grpcPort}` },
-      tls: {
-        caCert: fixture.pki.caCert,
-        cert: fixture.pki.participant(id).cert,
-        key: fixture.pki.participant(id).key,
-      },
-      stream: 'default',
-      stateDir: join(fixture.dir, `${id}-state`),
-      files: {
-        dataset: 'lending_club',
-        ownRows: join(fixture.split.participantDirs[id]!, 'own.csv'),
-        transferRows: join(fixture.split.participantDirs[id]!, 'transfer.csv'),
-        testRows: join(fixture.split.participantDirs[id]!, 'test.csv'),
-      },
+      ...fixtureParticipantOptions(fixture, id, `localhost:${hub.grpcPort}`),
       student: { hidden: [8], epochs: 1, alpha: 0.9, batchSize: 256, learningRate: 1e-3, seed: 1 },
       logger,
       engine,
@@ -76,18 +67,8 @@ describe('participants follow, pin, and fall back on deprecation', () => {
     fixture = await createFederationFixture('transport-participant', 4, ['bank-a', 'bank-b']);
     engine = await loadEngine({ logger });
     hub = await startHub({
-      stateDir: join(fixture.dir, 'hub-state'),
-      files: {
-        dataset: 'lending_club',
-        privateRows: join(fixture.split.hubDir, 'private.csv'),
-        transferRows: join(fixture.split.hubDir, 'transfer.csv'),
-        testRows: join(fixture.split.hubDir, 'test.csv'),
-      },
+      ...fixtureHubOptions(fixture),
       databaseUrl: 'memory://',
-      grpc: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      tls: { caCert: fixture.pki.caCert, cert: fixture.pki.hubCert, key: fixture.pki.hubKey },
-      tokens: { publicKey: fixture.pki.jwtPublicKey, issuer: 'i', audience: 'a' },
       enrol: ['bank-a', 'bank-b'],
       teacher: {
         hidden: [16],

@@ -118,6 +118,21 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
     expect((await listCertificates(db.prisma, 'bank-a'))[0]?.status).toBe('revoked');
   });
 
+  it('logs a certificate revocation once: a repeat returns the stored record and writes nothing', async () => {
+    const issued = await issueClientCertificate(ca, { identity: 'bank-a' });
+    const caKey = new X509Certificate(ca.certPem).publicKey;
+    await registerCertificate(db.prisma, issued.certPem, caKey, op);
+    const first = await revokeCertificate(db.prisma, issued.serialNumber, 'lost', op);
+    const again = await revokeCertificate(db.prisma, issued.fingerprint256, 'again', op);
+    const third = await revokeCertificate(db.prisma, issued.serialNumber, null, op);
+    expect(again.revokedAt).toEqual(first.revokedAt);
+    expect(third.revokedReason).toBe('lost');
+    const logged = (
+      await queryAccessLog(db.prisma, { action: 'certificate.revoke', limit: 1000 })
+    ).entries.filter((e) => e.resource === `certificate:${issued.fingerprint256}`);
+    expect(logged.map((e) => [e.outcome, e.reason])).toEqual([['allowed', 'lost']]);
+  });
+
   it('creates, finds, expires and revokes grants, logging each decision', async () => {
     const grant = await createGrant(
       db.prisma,
@@ -165,6 +180,9 @@ describe.each(registryTargets())('trust registry ($name)', (target) => {
         fromSequence: 5,
         toSequence: 2,
       },
+      // Past the 32-bit columns: refused by name, not a database error.
+      { participantId: 'bank-a', stream: 'default', kinds: ['logits'], fromSequence: 2 ** 31 },
+      { participantId: 'bank-a', stream: 'default', kinds: ['logits'], toSequence: 99999999999 },
     ]) {
       expect(
         hasCode(await createGrant(db.prisma, input, op).catch((e) => e), 'GRANT_INVALID'),

@@ -57,6 +57,20 @@ function weightsOf(model: Awaited<ReturnType<typeof trainStudent>>['model']): Fl
 
 class Crash extends Error {}
 
+/** Trains one epoch of `options` keeping its checkpoint; the directory that holds it. */
+async function keptCheckpointOfOneEpoch(): Promise<string> {
+  const dir = tempDir();
+  (
+    await trainStudent(engine, {
+      ...options,
+      epochs: 1,
+      checkpointDir: dir,
+      keepCheckpoint: true,
+    })
+  ).model.dispose();
+  return dir;
+}
+
 describe('student checkpoints', () => {
   it('resumes after a crash in epoch 4 and ends with the weights of an uninterrupted run', async () => {
     const uninterrupted = await trainStudent(engine, options);
@@ -110,15 +124,7 @@ describe('student checkpoints', () => {
   });
 
   it('starts afresh from a checkpoint of other options instead of mixing two runs', async () => {
-    const dir = tempDir();
-    (
-      await trainStudent(engine, {
-        ...options,
-        epochs: 1,
-        checkpointDir: dir,
-        keepCheckpoint: true,
-      })
-    ).model.dispose();
+    const dir = await keptCheckpointOfOneEpoch();
     const other = await trainStudent(engine, {
       ...options,
       epochs: 2,
@@ -131,15 +137,7 @@ describe('student checkpoints', () => {
   });
 
   it('refuses a damaged checkpoint with MODEL_INVALID', async () => {
-    const dir = tempDir();
-    (
-      await trainStudent(engine, {
-        ...options,
-        epochs: 1,
-        checkpointDir: dir,
-        keepCheckpoint: true,
-      })
-    ).model.dispose();
+    const dir = await keptCheckpointOfOneEpoch();
     const state = readdirSync(dir).find((name) => name.endsWith('.bin'));
     expect(state && existsSync(join(dir, state))).toBe(true);
     writeFileSync(join(dir, state as string), new Uint8Array(16));

@@ -35,18 +35,24 @@ function capture() {
   return { out, text: () => text };
 }
 
+/** Feeds `events` to a progress reporter for "student v1"; what it drew and what it logged. */
+function replay(options: { bar?: true }) {
+  const screen = capture();
+  const logs = capture();
+  const progress = createTrainingProgress({
+    label: 'student v1',
+    logger: pino(logs.out),
+    stream: screen.out as unknown as NodeJS.WriteStream,
+    ...options,
+  });
+  events.forEach((e) => progress.update(e));
+  progress.stop();
+  return { screen, logs };
+}
+
 describe('createTrainingProgress', () => {
   it('draws a bar with epoch, batch, loss, validation AUC and samples/s on a terminal', () => {
-    const screen = capture();
-    const logs = capture();
-    const progress = createTrainingProgress({
-      label: 'student v1',
-      logger: pino(logs.out),
-      stream: screen.out as unknown as NodeJS.WriteStream,
-      bar: true,
-    });
-    events.forEach((e) => progress.update(e));
-    progress.stop();
+    const { screen, logs } = replay({ bar: true });
     const text = screen.text();
     expect(text).toContain('student v1');
     expect(text).toContain('epoch 1/2 batch 8/8 loss 0.5000 val AUC 0.812 150,000 samples/s');
@@ -54,15 +60,7 @@ describe('createTrainingProgress', () => {
   });
 
   it('writes one structured log line per epoch, and nothing to the screen, otherwise', () => {
-    const screen = capture();
-    const logs = capture();
-    const progress = createTrainingProgress({
-      label: 'student v1',
-      logger: pino(logs.out),
-      stream: screen.out as unknown as NodeJS.WriteStream,
-    });
-    events.forEach((e) => progress.update(e));
-    progress.stop();
+    const { screen, logs } = replay({});
     expect(screen.text()).toBe('');
     const lines = logs
       .text()

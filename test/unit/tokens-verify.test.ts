@@ -9,6 +9,7 @@ import {
   type SigningKeyMaterial,
   type TokenVerifier,
 } from '../../services/shared/tokens/index.js';
+import { MAX_API_TOKEN_TTL_SECONDS } from '../../services/shared/tokens/issue.js';
 
 const ISSUER = 'https://hub.test';
 const AUDIENCE = 'distillery-api';
@@ -236,5 +237,31 @@ describe('createTokenVerifier, options', () => {
     expect(() =>
       createTokenVerifier({ publicKeyPem: key.publicKeyPem, issuer: ISSUER, audience: '' }),
     ).toThrow(/options\.audience/);
+  });
+});
+
+describe('API token lifetime', () => {
+  it('refuses to mint a token living longer than 30 days, naming the maximum', async () => {
+    const err = await issue({ ttlSeconds: MAX_API_TOKEN_TTL_SECONDS + 1 }).catch((e) => e);
+    expect(hasCode(err, 'TOKEN_LIFETIME_TOO_LONG')).toBe(true);
+    expect(err.message).toMatch(/at most 2592000 seconds \(30 days\)/);
+    expect(
+      await verifier.verify(await issue({ ttlSeconds: MAX_API_TOKEN_TTL_SECONDS })),
+    ).toBeTruthy();
+  });
+
+  it('refuses a signed token whose exp lies further than 30 days from iat or from now', async () => {
+    const now = nowSeconds();
+    const claims = { iss: ISSUER, aud: AUDIENCE, sub: 'a', role: 'auditor' };
+    for (const token of [
+      await signClaims({ ...claims, iat: now, exp: now + MAX_API_TOKEN_TTL_SECONDS + 60 }),
+      await signClaims({ ...claims, iat: now, exp: 1e308 }),
+      // Without iat, the lifetime counts from now.
+      await signClaims({ ...claims, exp: now + 10 * MAX_API_TOKEN_TTL_SECONDS }),
+      // An old iat with an exp inside 30 days from now still claims a lifetime of years.
+      await signClaims({ ...claims, iat: now - 400 * 86_400, exp: now + 3600 }),
+    ]) {
+      expect(await refusal(token)).toMatch(/lifetime exceeds the maximum of 2592000 seconds/);
+    }
   });
 });

@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { importJWK, type JWK, type KeyObject, type CryptoKey } from 'jose';
 import { createPublicKey } from 'node:crypto';
 import { fail } from '../../shared/errors.js';
+import { readLocalFile } from '../local-files.js';
 import { ExportVerifier, type ExportVerification } from '../../registry/audit-export.js';
 
 /**
@@ -15,18 +16,29 @@ import { ExportVerifier, type ExportVerification } from '../../registry/audit-ex
 export async function readAuditKey(
   path: string,
   kid?: string | null,
-): Promise<KeyObject | CryptoKey> {
-  const text = await readFile(path, 'utf8').catch((err: unknown) => {
-    throw fail('AUDIT_KEY_INVALID', { path, detail: (err as Error).message });
-  });
+): Promise<{ key: KeyObject | CryptoKey; keyId: string | null }> {
+  const text = await readLocalFile(path, 'audit key');
   try {
-    if (text.includes('-----BEGIN')) return createPublicKey(text);
+    if (text.includes('PRIVATE KEY-----')) {
+      throw new Error('it holds a private key; give the public key only');
+    }
+    if (text.includes('-----BEGIN CERTIFICATE')) {
+      throw new Error("it is a certificate, not the hub's audit key (distillery audit key)");
+    }
+    if (text.includes('-----BEGIN')) {
+      const key = createPublicKey(text);
+      // A certificate (the CA's, say) parses as a public key too, but is not the audit key.
+      if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+        throw new Error('it is not a P-256 key');
+      return { key, keyId: null };
+    }
     const parsed = JSON.parse(text) as JWK | { keys: JWK[] };
     const keys = 'keys' in parsed ? parsed.keys : [parsed];
     const jwk = keys.find((k) => kid && k.kid === kid) ?? keys[0];
     if (!jwk) throw new Error('the JWK Set is empty');
     if (jwk.d) throw new Error('it holds a private key; give the public key only');
-    return (await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')) as CryptoKey;
+    const key = (await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')) as CryptoKey;
+    return { key, keyId: jwk.kid ?? null };
   } catch (err) {
     throw fail('AUDIT_KEY_INVALID', { path, detail: (err as Error).message });
   }
@@ -38,6 +50,16 @@ export async function verifyExportFile(
   keyPath: string,
 ): Promise<ExportVerification & { file: string }> {
   // Only the header line is read here, for the key id; the export may be gigabytes.
+  const info = await stat(file).catch((err: unknown) => {
+    throw fail('AUDIT_EXPORT_INVALID', { path: file, line: 0, detail: (err as Error).message });
+  });
+  if (info.isDirectory()) {
+    throw fail('AUDIT_EXPORT_INVALID', {
+      path: file,
+      line: 0,
+      detail: 'it is a directory; give the NDJSON file `distillery audit export` wrote',
+    });
+  }
   const handle = await open(file, 'r').catch((err: unknown) => {
     throw fail('AUDIT_EXPORT_INVALID', { path: file, line: 0, detail: (err as Error).message });
   });
@@ -51,7 +73,8 @@ export async function verifyExportFile(
   } catch {
     // The verifier names the bad line itself.
   }
-  const verifier = new ExportVerifier(await readAuditKey(keyPath, kid));
+  const { key, keyId } = await readAuditKey(keyPath, kid);
+  const verifier = new ExportVerifier(key, { keyId });
   const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   for await (const line of lines) await verifier.add(line);
   return { file, ...verifier.finish() };

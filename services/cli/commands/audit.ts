@@ -88,7 +88,9 @@ export function auditCommand(): Command {
     .action(async (file: string | undefined, flags: ConnectionFlags & { key?: string }) => {
       if (file) {
         if (!flags.key) {
-          throw new InvalidArgumentError('--key is required to verify an export offline');
+          throw new InvalidArgumentError(
+            "--key <file> is required to verify an export offline: the hub's audit key (distillery audit key --out FILE)",
+          );
         }
         const report = await verifyExportFile(file, flags.key);
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -106,16 +108,15 @@ export function auditCommand(): Command {
 
   withConnection(audit.command('export'), 'auditor')
     .description(
-      'download the whole access log as NDJSON, with the signed chain heads, for offline verification',
+      'download the whole access log as NDJSON, ending at a chain head the hub signs for it, for offline verification',
     )
     .requiredOption('--out <file>', 'where to write the export')
-    .option('--no-sign', 'do not ask the hub to sign its current head first')
-    .action(async (flags: ConnectionFlags & { out: string; sign: boolean }) => {
+    .action(async (flags: ConnectionFlags & { out: string }) => {
       const conn = await connection(flags);
       const response = await callHubApiText({
         ...conn,
         method: 'GET',
-        path: `/v1/audit/export${flags.sign ? '' : '?sign=false'}`,
+        path: '/v1/audit/export',
       });
       if (response.status !== 200) {
         throw new Error(

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { readRequiredFile } from '../../shared/config-file.js';
+import { MAX_GRANT_SEQUENCE } from '../../registry/grants.js';
+import { readJsonFile } from '../local-files.js';
 import { callHubApi, expectOk } from '../https-client.js';
 import { integerAtLeast, parseList } from '../options.js';
 import { connection, withConnection, type ConnectionFlags } from './hub-connection.js';
@@ -31,8 +32,8 @@ export function grantCommand(): Command {
       parseList,
     )
     .option('--layers <names>', 'hidden layers for kind hidden, comma-separated, or *', parseList)
-    .option('--from <sequence>', 'first version sequence granted (default 1)', integerAtLeast(1))
-    .option('--to <sequence>', 'last version sequence granted (default: no end)', integerAtLeast(1))
+    .option('--from <sequence>', 'first version sequence granted (default 1)', grantSequence)
+    .option('--to <sequence>', 'last version sequence granted (default: no end)', grantSequence)
     .option('--expires <time>', 'ISO 8601 time the grant ends', (value: string) => {
       if (Number.isNaN(new Date(value).getTime())) {
         throw new InvalidArgumentError(`"${value}" is not an ISO 8601 time`);
@@ -43,7 +44,7 @@ export function grantCommand(): Command {
     .action(async (flags: CreateFlags) => {
       const conn = await connection(flags);
       const policy = flags.policy
-        ? (JSON.parse(await readRequiredFile(flags.policy, 'release policy')) as object)
+        ? ((await readJsonFile(flags.policy, 'release policy')) as object)
         : undefined;
       const body = expectOk(
         await callHubApi({
@@ -104,4 +105,13 @@ export function grantCommand(): Command {
     });
 
   return grant;
+}
+
+/** A version sequence of a grant: 1 to {@link MAX_GRANT_SEQUENCE}, checked before any call. */
+function grantSequence(value: string): number {
+  const n = integerAtLeast(1)(value);
+  if (n > MAX_GRANT_SEQUENCE) {
+    throw new InvalidArgumentError(`${value} is larger than ${MAX_GRANT_SEQUENCE}`);
+  }
+  return n;
 }

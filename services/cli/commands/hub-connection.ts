@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { fail } from '../../shared/errors.js';
 import { pkiLayout } from '../../shared/pki/index.js';
 import { readRequiredFile } from '../../shared/config-file.js';
+import { readTokenFile } from '../local-files.js';
 import { envOption } from '../options.js';
 
 /** Flags of a command that calls the hub's HTTPS API. */
@@ -44,9 +45,7 @@ export async function connection(
 ): Promise<{ baseUrl: string; caPem: string; token: string }> {
   const caPath = flags.caCert ?? pkiLayout(resolve(flags.pkiDir)).caCert;
   const caPem = await readRequiredFile(caPath, 'CA certificate');
-  const token =
-    flags.token ??
-    (flags.tokenFile ? (await readRequiredFile(flags.tokenFile, 'token file')).trim() : undefined);
+  const token = flags.token ?? (flags.tokenFile ? await readTokenFile(flags.tokenFile) : undefined);
   if (!token) throw fail('TOKEN_MISSING');
   return { baseUrl: flags.hubUrl, caPem, token };
 }

@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { createLogger } from '../../shared/logger.js';
+import { hasCode } from '../../shared/errors.js';
+import { TEMPERATURE_RANGE } from '../../shared/knowledge/temperature.js';
 import { pkiLayout } from '../../shared/pki/index.js';
 import { onShutdownSignal, tellParent } from '../lifecycle.js';
 import {
@@ -166,7 +168,7 @@ export function hubCommand(): Command {
         'DISTILLERY_TEMPERATURE',
       )
         .default(4)
-        .argParser(numberBetween(0.05, 100)),
+        .argParser(numberBetween(TEMPERATURE_RANGE.min, TEMPERATURE_RANGE.max)),
     )
     .addOption(
       envOption(
@@ -273,13 +275,23 @@ export function hubCommand(): Command {
     onShutdownSignal(logger, () => hub.close());
 
     if (flags.publishOnStart && !(await latestVersion(hub.registry.prisma, flags.stream))) {
-      await hub.publisher.publish({
-        stream: flags.stream,
-        epochs: flags.epochs,
-        temperature: flags.temperature,
-        hiddenLayers: [`hidden_${flags.teacherHidden.length}`],
-        actor: 'hub',
-      });
+      const published = await hub.publisher
+        .publish({
+          stream: flags.stream,
+          epochs: flags.epochs,
+          temperature: flags.temperature,
+          hiddenLayers: [`hidden_${flags.teacherHidden.length}`],
+          actor: 'hub',
+        })
+        .then(
+          () => true,
+          (err: unknown) => {
+            // A signal during the first publication cancels it; the shutdown handler exits.
+            if (hasCode(err, 'HUB_SHUTTING_DOWN')) return false;
+            throw err;
+          },
+        );
+      if (!published) return;
     }
     tellParent({ type: 'ready', grpcPort: hub.grpcPort, httpPort: hub.httpPort });
   });

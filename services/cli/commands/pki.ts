@@ -8,10 +8,11 @@ import {
   readPemFile,
 } from '../../shared/pki/index.js';
 import { issueAccessToken, isRole } from '../../shared/tokens/index.js';
+import { MAX_API_TOKEN_TTL_SECONDS } from '../../shared/tokens/issue.js';
+import { readPemForUpload } from '../local-files.js';
 import { envOption, integerAtLeast, parseList } from '../options.js';
 import { InvalidArgumentError } from 'commander';
 import { basename, dirname, join } from 'node:path';
-import { readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import {
   createCertificateSigningRequest,
@@ -20,7 +21,6 @@ import {
   writePrivateFile,
   writePublicFile,
 } from '../../shared/pki/index.js';
-import { readRequiredFile } from '../../shared/config-file.js';
 import { callHubApi, expectOk } from '../https-client.js';
 import { connection, withConnection, type ConnectionFlags } from './hub-connection.js';
 
@@ -129,9 +129,21 @@ export function pkiCommand(): Command {
       return value;
     })
     .addOption(
-      envOption('--ttl <seconds>', 'lifetime in seconds', 'DISTILLERY_TOKEN_TTL')
+      envOption(
+        '--ttl <seconds>',
+        `lifetime in seconds, at most ${MAX_API_TOKEN_TTL_SECONDS} (30 days)`,
+        'DISTILLERY_TOKEN_TTL',
+      )
         .default(900)
-        .argParser(integerAtLeast(1)),
+        .argParser((value: string) => {
+          const ttl = integerAtLeast(1)(value);
+          if (ttl > MAX_API_TOKEN_TTL_SECONDS) {
+            throw new InvalidArgumentError(
+              `${value} seconds is longer than the maximum of ${MAX_API_TOKEN_TTL_SECONDS} (30 days); the hub refuses longer-lived tokens`,
+            );
+          }
+          return ttl;
+        }),
     )
     .addOption(
       envOption('--issuer <iss>', '`iss` claim', 'DISTILLERY_TOKEN_ISSUER').default(
@@ -234,8 +246,13 @@ export function pkiCommand(): Command {
     )
     .requiredOption('--csr <file>', 'the request')
     .action(async (flags: ConnectionFlags & { csr: string }) => {
+      // Checked before anything is sent: a private key given by mistake must not leave here.
+      const csrPem = await readPemForUpload(
+        flags.csr,
+        'certificate signing request',
+        'CERTIFICATE REQUEST',
+      );
       const conn = await connection(flags);
-      const csrPem = await readRequiredFile(flags.csr, 'certificate signing request');
       const body = expectOk(
         await callHubApi<{ enrolment: { id: string } }>({
           ...conn,
@@ -256,8 +273,10 @@ export function pkiCommand(): Command {
     .option('--cert <file>', 'certificate signed offline with `pki approve`')
     .option('--out <file>', 'where to write the issued certificate')
     .action(async (flags: ConnectionFlags & { request: string; cert?: string; out?: string }) => {
+      const certPem = flags.cert
+        ? await readPemForUpload(flags.cert, 'certificate', 'CERTIFICATE')
+        : undefined;
       const conn = await connection(flags);
-      const certPem = flags.cert ? await readRequiredFile(flags.cert, 'certificate') : undefined;
       const body = expectOk(
         await callHubApi<{ certPem: string; certificate: unknown }>({
           ...conn,
@@ -275,8 +294,8 @@ export function pkiCommand(): Command {
     .description('record at the hub a certificate issued outside it (pki issue, pki approve)')
     .requiredOption('--cert <file>', 'the certificate')
     .action(async (flags: ConnectionFlags & { cert: string }) => {
+      const certPem = await readPemForUpload(flags.cert, 'certificate', 'CERTIFICATE');
       const conn = await connection(flags);
-      const certPem = await readRequiredFile(flags.cert, 'certificate');
       const body = expectOk(
         await callHubApi({ ...conn, method: 'POST', path: '/v1/certificates', body: { certPem } }),
         'certificate registration',
@@ -289,13 +308,15 @@ export function pkiCommand(): Command {
     .argument('<certificate>', 'serial number (hex), SHA-256 fingerprint, or a certificate file')
     .option('--reason <text>', 'why, for the access log')
     .action(async (ref: string, flags: ConnectionFlags & { reason?: string }) => {
-      const conn = await connection(flags);
       let id = ref;
       if (!/^[0-9a-fA-F:]+$/.test(ref)) {
-        id = new X509Certificate(await readFile(ref)).fingerprint256
+        id = new X509Certificate(
+          await readPemForUpload(ref, 'certificate', 'CERTIFICATE'),
+        ).fingerprint256
           .replace(/:/g, '')
           .toLowerCase();
       }
+      const conn = await connection(flags);
       const body = expectOk(
         await callHubApi({
           ...conn,

@@ -125,6 +125,12 @@ export interface TrainStudentOptions {
   keepCheckpoint?: boolean;
   /** Called after batches (at most every 200 ms) and after each epoch. */
   onProgress?: (progress: TrainingProgress) => void;
+  /**
+   * Stops training at the next mini-batch once aborted: the call then rejects with the
+   * signal's reason and the student built here is freed (a node shutting down, or a
+   * version withdrawn while its student trains).
+   */
+  signal?: AbortSignal;
 }
 
 /** Result of {@link trainStudent}. */
@@ -330,6 +336,7 @@ export async function trainStudent(
   options: TrainStudentOptions,
 ): Promise<TrainedStudent> {
   checkOptions(options);
+  options.signal?.throwIfAborted();
   const { tf } = engine;
   const { inputDim, own, teacher, seed, validation } = options;
   const batchSize = options.batchSize ?? STUDENT_DEFAULTS.batchSize;
@@ -535,6 +542,7 @@ export async function trainStudent(
           });
         }
         await maybeYield();
+        options.signal?.throwIfAborted();
       }
       const loss = (total as tfjs.Tensor).dataSync()[0] / stepsThisEpoch;
       (total as tfjs.Tensor).dispose();

@@ -53,6 +53,12 @@ export interface TrainTeacherOptions {
   logger?: Logger;
   /** Continue training this teacher (with a fresh optimiser state) instead of a new one. */
   model?: tfjs.LayersModel;
+  /**
+   * Stops training at the next mini-batch once aborted: the call then rejects with the
+   * signal's reason and a teacher built here is freed (a given `model` keeps the weights
+   * reached so far).
+   */
+  signal?: AbortSignal;
 }
 
 /** One epoch of a training history. */
@@ -129,6 +135,7 @@ export async function trainTeacher(
   checkPositive(patience, 'patience', true);
   checkLabelledMatrix(x, y, inputDim, 'teacher training rows');
   checkLabelledMatrix(valX, valY, inputDim, 'teacher validation rows');
+  options.signal?.throwIfAborted();
 
   const started = performance.now();
   const model =
@@ -193,6 +200,7 @@ export async function trainTeacher(
         total?.dispose();
         total = next;
         await maybeYield();
+        options.signal?.throwIfAborted();
       }
       const loss = total.dataSync()[0] / n;
       total.dispose();

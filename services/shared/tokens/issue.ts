@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { exportJWK, importPKCS8, SignJWT, type CryptoKey, type JWTPayload } from 'jose';
+import { fail } from '../errors.js';
 import { isRole, ROLES, type Role } from './roles.js';
 import { keyIdOfJwk, TOKEN_ALGORITHM } from './signing-key.js';
 
@@ -24,6 +25,13 @@ export interface IssueAccessTokenOptions {
   extraClaims?: Record<string, unknown>;
 }
 
+/**
+ * The longest an operator or auditor token may live: 30 days. There is no way to revoke one
+ * token short of rotating the consortium key, so a stolen token must at least run out; the
+ * hub's verifier refuses a token whose lifetime is longer.
+ */
+export const MAX_API_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+
 const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'role']);
 
 /**
@@ -42,6 +50,14 @@ export async function issueAccessToken(options: IssueAccessTokenOptions): Promis
   }
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
     throw new TypeError('issueAccessToken: options.ttlSeconds must be a positive integer');
+  }
+  if (ttlSeconds > MAX_API_TOKEN_TTL_SECONDS) {
+    throw fail('TOKEN_LIFETIME_TOO_LONG', {
+      role,
+      max: MAX_API_TOKEN_TTL_SECONDS,
+      days: MAX_API_TOKEN_TTL_SECONDS / 86_400,
+      ttl: ttlSeconds,
+    });
   }
   for (const claim of Object.keys(extraClaims)) {
     if (RESERVED_CLAIMS.has(claim)) {

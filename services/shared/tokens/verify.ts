@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { jwtVerify, type JWTPayload } from 'jose';
 import { fail } from '../errors.js';
-import { ACCESS_TOKEN_TYPE } from './issue.js';
+import { ACCESS_TOKEN_TYPE, MAX_API_TOKEN_TTL_SECONDS } from './issue.js';
 import { isRole, ROLES, type Role } from './roles.js';
 import { TOKEN_ALGORITHM } from './signing-key.js';
 
@@ -15,6 +15,8 @@ export interface TokenVerifierOptions {
   audience: string;
   /** Leeway for `exp` and `nbf` against clock skew, in seconds; default 30. */
   clockToleranceSeconds?: number;
+  /** Longest lifetime accepted (exp after iat, and after now), in seconds; default 30 days. */
+  maxLifetimeSeconds?: number;
 }
 
 /** What a verified token says. */
@@ -40,7 +42,12 @@ export interface TokenVerifier {
  * the token. Options are checked here, and a bad one is a TypeError naming it.
  */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
-  const { issuer, audience, clockToleranceSeconds = 30 } = options;
+  const {
+    issuer,
+    audience,
+    clockToleranceSeconds = 30,
+    maxLifetimeSeconds = MAX_API_TOKEN_TTL_SECONDS,
+  } = options;
   const key = importVerificationKey(options.publicKeyPem);
   if (typeof issuer !== 'string' || issuer === '') {
     throw new TypeError('createTokenVerifier: options.issuer must be a non-empty string');
@@ -72,6 +79,19 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
       if (typeof claims.sub !== 'string' || claims.sub === '') {
         throw fail('TOKEN_INVALID', { reason: 'sub claim must be a non-empty string' });
+      }
+      // A token minted to live for years (or with exp 1e308) is refused even though it is
+      // signed: no single API token can be revoked, so its lifetime is what bounds a theft.
+      const now = Math.floor(Date.now() / 1000);
+      const exp = claims.exp!;
+      const issuedAt = typeof claims.iat === 'number' ? claims.iat : now;
+      if (
+        exp - issuedAt > maxLifetimeSeconds ||
+        exp - now > maxLifetimeSeconds + clockToleranceSeconds
+      ) {
+        throw fail('TOKEN_INVALID', {
+          reason: `token lifetime exceeds the maximum of ${maxLifetimeSeconds} seconds (${Math.round(maxLifetimeSeconds / 86_400)} days); mint a shorter one`,
+        });
       }
       if (!isRole(claims.role)) {
         throw fail('TOKEN_INVALID', { reason: `role claim must be one of ${ROLES.join(', ')}` });
