@@ -20,7 +20,7 @@ import {
 } from '../services/shared/knowledge/tensor-pack.js';
 import type { StateDtype } from '../services/shared/knowledge/encoding.js';
 import { openRegistry } from '../services/registry/database.js';
-import { getVersion, readChunk } from '../services/registry/knowledge.js';
+import { ensureStream, getVersion, readChunk } from '../services/registry/knowledge.js';
 import { Announcer } from '../services/hub/announcer.js';
 import { loadHubData } from '../services/hub/hub-data.js';
 import { KnowledgePublisher } from '../services/hub/publisher.js';
@@ -61,6 +61,8 @@ async function main() {
     const dir = await mkdtemp(join(tmpdir(), 'report-encoding-'));
     const registry = await openRegistry({ databaseUrl: 'memory://', logger });
     try {
+      // Opened as a hub opens its streams at start; a publisher creates none.
+      await ensureStream(registry.prisma, 'default');
       const split = splitFederation({
         input: 'data/lending_club.csv',
         dataset: 'lending_club',

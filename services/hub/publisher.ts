@@ -192,7 +192,7 @@ export class KnowledgePublisher {
       }
       seen.add(layer);
     }
-    // Streams are opened by the operator at hub start (`--streams`); a typo in a stream name
+    // Streams are opened by the operator at hub start (`--stream`); a typo in a stream name
     // must not open a new stream that no participant follows.
     const stream = await registry.prisma.knowledgeStream.findUnique({
       where: { name: request.stream },

@@ -492,10 +492,10 @@ function rewriteFrom(lines: string[], at: number, change: (e: Line) => void): Li
     const { type, hash, ...fields } = l as Record<string, unknown>;
     void type;
     void hash;
-    const next = { ...fields, prevHash: prev } as Line;
-    if (Number(l.sequence) === at) change(next);
+    const next: Record<string, unknown> = { ...fields, prevHash: prev };
+    if (Number(l.sequence) === at) change(next as Line);
     prev = hashAccessEntry(next as unknown as Parameters<typeof hashAccessEntry>[0]);
-    return { type: 'entry', ...next, hash: prev };
+    return { ...next, type: 'entry', hash: prev } as Line;
   });
 }
 

@@ -1,7 +1,10 @@
+import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCode } from '../../services/shared/errors.js';
 import { createLogger } from '../../services/shared/logger.js';
+import { issueAccessToken } from '../../services/shared/tokens/index.js';
+import { callHubApi } from '../../services/cli/https-client.js';
 import { loadEngine } from '../../services/shared/ml/engine.js';
 import { startHub } from '../../services/hub/hub.js';
 import { openRegistry } from '../../services/registry/database.js';
@@ -46,7 +49,8 @@ describe('a hub closed during a publication', () => {
     await fixture?.remove();
   });
 
-  it('cancels the training, stores nothing, closes the registry last, and reopens intact', async () => {
+  /** A hub whose teacher trains until it is cancelled, logging every epoch into `lines`. */
+  const hubOptions = async () => {
     const { lines, stream } = logSink();
     const logger = createLogger({ service: 'hub', level: 'debug', destination: stream });
     const engine = await loadEngine({ logger });
@@ -66,6 +70,11 @@ describe('a hub closed during a publication', () => {
       logger,
       engine,
     };
+    return { lines, logger, options };
+  };
+
+  it('cancels the training, stores nothing, closes the registry last, and reopens intact', async () => {
+    const { lines, logger, options } = await hubOptions();
     const hub = await startHub(options);
     const publishing = hub.publisher
       .publish({
@@ -102,5 +111,31 @@ describe('a hub closed during a publication', () => {
     } finally {
       await registry.close();
     }
+  }, 180_000);
+
+  it('answers an HTTPS publish cut short by the close with 503 HUB_SHUTTING_DOWN', async () => {
+    const { lines, options } = await hubOptions();
+    const hub = await startHub(options);
+    const token = await issueAccessToken({
+      privateKeyPem: await readFile(fixture.pki.jwtPrivateKey, 'utf8'),
+      issuer: 'i',
+      audience: 'a',
+      subject: 'ops',
+      role: 'operator',
+    });
+    const answer = callHubApi<{ error: { code: string } }>({
+      baseUrl: `https://127.0.0.1:${hub.httpPort}`,
+      caPem: await readFile(fixture.pki.caCert, 'utf8'),
+      token,
+      method: 'POST',
+      path: '/v1/streams/default/versions',
+      body: { epochs: 1000, fresh: true, hiddenLayers: ['hidden_1'] },
+    });
+    await until(() => lines.some((l) => l.msg === 'teacher epoch'), 'the first teacher epoch');
+    await hub.close();
+    const res = await answer;
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('HUB_SHUTTING_DOWN');
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
   }, 180_000);
 });

@@ -1,8 +1,10 @@
 // A participant against a real hub that publishes a version the participant cannot use: the
 // node records the failure and goes on, a restart does not retry it, a replay passes over a
 // version deprecated since, and a second node on the same data directory is refused at once.
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../services/shared/logger.js';
@@ -49,9 +51,15 @@ describe('a participant given a version it cannot distil', () => {
   const results: Record<string, StudentResult[]> = { 'bank-a': [], 'bank-b': [] };
   const running = new Map<RunningParticipant, boolean>();
 
-  const participant = async (id: 'bank-a' | 'bank-b') => {
+  const participant = async (
+    id: 'bank-a' | 'bank-b',
+    stateDir?: string,
+    via?: { port: number; interceptors: Interceptor[] },
+  ) => {
     const node = await startParticipant({
-      ...fixtureParticipantOptions(fixture, id, `localhost:${hub.grpcPort}`),
+      ...fixtureParticipantOptions(fixture, id, `localhost:${via?.port ?? hub.grpcPort}`),
+      ...(stateDir ? { stateDir } : {}),
+      ...(via ? { interceptors: via.interceptors } : {}),
       student: { hidden: [8], epochs: 1, alpha: 0.9, batchSize: 256, learningRate: 1e-3, seed: 1 },
       logger,
       engine,
@@ -76,6 +84,7 @@ describe('a participant given a version it cannot distil', () => {
         stream: 'default',
         epochs: 1,
         temperature: 4,
+        hiddenLayers: ['hidden_1'],
         actor: 'ops',
       })
     ).version;
@@ -228,18 +237,84 @@ describe('a participant given a version it cannot distil', () => {
   }, 600_000);
 
   it('refuses a second node on the same data directory before it subscribes', async () => {
+    if ((await hub.registry.prisma.knowledgeVersion.count()) === 0) await publishGood();
+    const stateDir = join(fixture.dir, 'shared-state');
+    const holderEvents = () => new LocalStore(stateDir).readEvents();
+    const holder = await participant('bank-a', stateDir);
+    await until(async () => (await holderEvents()).length > 0, 120_000, "the holder's first event");
     const subscriptions = async () =>
       (await queryAccessLog(hub.registry.prisma, { actor: 'bank-a', action: 'subscribe' })).entries
         .length;
     const before = await subscriptions();
-    const eventsBefore = await store('bank-a').readEvents();
-    const err = await participant('bank-a').catch((e: unknown) => e);
+    const err = await participant('bank-a', stateDir).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'REGISTRY_LOCKED' });
     const message = (err as Error).message;
-    expect(message).toContain(`participant "bank-a" at ${join(fixture.dir, 'bank-a-state')}`);
+    expect(message).toContain(`participant "bank-a" at ${stateDir}`);
     expect(message).toContain(`(pid ${process.pid})`);
     expect(message).not.toContain('hub');
     expect(await subscriptions()).toBe(before);
-    expect(await store('bank-a').readEvents()).toEqual(eventsBefore);
-  });
+    expect(running.get(holder)).toBe(true);
+
+    // Once the first node has stopped, the directory is free again.
+    await holder.stop();
+    expect(existsSync(join(stateDir, 'participant.lock'))).toBe(false);
+    const next = await participant('bank-a', stateDir);
+    expect(running.get(next)).toBe(true);
+    await next.stop();
+  }, 300_000);
+
+  it('stops at once during a download from a hub that has stopped answering', async () => {
+    if ((await hub.registry.prisma.knowledgeVersion.count()) === 0) await publishGood();
+    // A TCP relay to the hub that can be frozen, as a hub stopped (SIGSTOP) would be: the
+    // connection stays open and nothing more comes back.
+    const pairs: Socket[][] = [];
+    let frozen = false;
+    const relay = createServer((socket) => {
+      const upstream = connect(hub.grpcPort, '127.0.0.1');
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+      socket.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+      pairs.push([socket, upstream]);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const freeze = () => {
+      frozen = true;
+      for (const [socket, upstream] of pairs) {
+        socket!.unpipe(upstream!);
+        upstream!.unpipe(socket!);
+        socket!.pause();
+        upstream!.pause();
+      }
+    };
+    // The hub stops answering just as the participant asks for the version's chunks.
+    const freezeOnFetch: Interceptor = (options, nextCall) =>
+      new InterceptingCall(nextCall(options), {
+        start(metadata, listener, next) {
+          if (options.method_definition.path.endsWith('/FetchChunks')) freeze();
+          next(metadata, listener);
+        },
+      });
+    const stateDir = join(fixture.dir, 'stalled-state');
+    try {
+      const node = await participant('bank-b', stateDir, {
+        port: (relay.address() as { port: number }).port,
+        interceptors: [freezeOnFetch],
+      });
+      await until(() => frozen, 120_000, 'the download');
+      // Within the 15 s that the command's shutdown grace allows.
+      const outcome = await Promise.race([
+        node.stop().then(() => 'stopped'),
+        new Promise((r) => setTimeout(() => r('still stopping'), 15_000)),
+      ]);
+      expect(outcome).toBe('stopped');
+      expect(running.get(node)).toBe(false);
+      expect(existsSync(join(stateDir, 'participant.lock'))).toBe(false);
+      // Nothing was handled: the next start downloads the version again.
+      expect(await new LocalStore(stateDir).readEvents()).toEqual([]);
+    } finally {
+      for (const pair of pairs) for (const socket of pair) socket.destroy();
+      await new Promise((resolve) => relay.close(resolve));
+    }
+  }, 300_000);
 });

@@ -5,7 +5,7 @@ import { loadEngine } from '../../services/shared/ml/engine.js';
 import { parseManifest } from '../../services/shared/knowledge/manifest.js';
 import { unpackArtefact, unpackTensor } from '../../services/shared/knowledge/tensor-pack.js';
 import { openRegistry, type Registry } from '../../services/registry/database.js';
-import { getVersion, readChunk } from '../../services/registry/knowledge.js';
+import { ensureStream, getVersion, readChunk } from '../../services/registry/knowledge.js';
 import { Announcer } from '../../services/hub/announcer.js';
 import { loadHubData } from '../../services/hub/hub-data.js';
 import { KnowledgePublisher } from '../../services/hub/publisher.js';
@@ -24,6 +24,8 @@ describe('a publisher with an artefact hook and an encoding', () => {
   beforeAll(async () => {
     fixture = await createFederationFixture('transport-artefacts', 7);
     registry = await openRegistry({ databaseUrl: 'memory://', logger });
+    // Opened as a hub opens its streams at start; a publisher creates none.
+    await ensureStream(registry.prisma, 'default');
   }, 120_000);
 
   afterAll(async () => {

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { addStudentHiddenOption } from '../shared-options.js';
 import { envOption, integerAtLeast, numberBetween, parseList } from '../options.js';
+import { TEMPERATURE_RANGE } from '../../shared/knowledge/temperature.js';
 
 interface DemoFlags {
   out: string;
@@ -67,7 +68,7 @@ export function demoCommand(): Command {
     .addOption(
       envOption('--temperature <t>', 'softmax temperature of version 1', 'DISTILLERY_TEMPERATURE')
         .default(4)
-        .argParser(numberBetween(0.05, 100)),
+        .argParser(numberBetween(TEMPERATURE_RANGE.min, TEMPERATURE_RANGE.max)),
     )
     .addOption(
       envOption(
@@ -76,7 +77,7 @@ export function demoCommand(): Command {
         'DISTILLERY_TEMPERATURE_2',
       )
         .default(2)
-        .argParser(numberBetween(0.05, 100)),
+        .argParser(numberBetween(TEMPERATURE_RANGE.min, TEMPERATURE_RANGE.max)),
     )
     .addOption(
       envOption(
