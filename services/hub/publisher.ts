@@ -33,7 +33,6 @@ import type { StateDtype } from '../shared/knowledge/encoding.js';
 import { isPublishableTemperature, TEMPERATURE_RANGE } from '../shared/knowledge/temperature.js';
 import { DEFAULT_CHUNK_BYTES } from '../shared/transport/limits.js';
 import type { Registry } from '../registry/database.js';
-import { appendAccess } from '../registry/access-log.js';
 import { latestVersion, publishVersion } from '../registry/knowledge.js';
 import { currentVersionId } from '../registry/stream-events.js';
 import type { Announcer } from './announcer.js';
@@ -320,19 +319,7 @@ export class KnowledgePublisher {
         parentId: manifest.parentId,
         chunks: packed.chunks,
         actor: request.actor,
-      });
-      await appendAccess(registry.prisma, {
-        actor: request.actor,
-        action: 'publish',
-        resource: `version:${id}`,
-        outcome: 'allowed',
-        detail: {
-          stream: request.stream,
-          sequence: stored.sequence,
-          temperature: request.temperature,
-          encoding,
-          newChunks: stored.newChunks,
-        },
+        accessDetail: { temperature: request.temperature, encoding },
       });
       this.#teacher?.model.dispose();
       this.#teacher = candidate;

@@ -8,6 +8,7 @@ import { sha256Hex } from '../shared/digest.js';
 import { fail, isDistilleryError } from '../shared/errors.js';
 import { MAX_CHUNK_BYTES } from '../shared/transport/limits.js';
 import type { RegistryDb } from './database.js';
+import { appendAccessInTx } from './access-log.js';
 import { appendStreamEvent } from './stream-events.js';
 
 export type { KnowledgeStream, KnowledgeVersion } from '../generated/prisma/client.js';
@@ -35,6 +36,12 @@ export interface PublishVersionInput {
   chunks: readonly ChunkInput[];
   /** Who published, for the stream's `published` event; default `hub`. */
   actor?: string;
+  /**
+   * Facts for the `publish` entry of the access log, which is written in the same
+   * transaction as the version: a publication that cannot be logged is not stored. The
+   * entry's detail also gets the version's sequence and how many chunks were new.
+   */
+  accessDetail?: Record<string, unknown>;
 }
 
 /** Where {@link publishVersion} placed a version. */
@@ -180,6 +187,18 @@ export async function publishVersion(
           versionId: version.id,
           currentVersionId: version.id,
           actor: input.actor ?? 'hub',
+        });
+        await appendAccessInTx(tx, {
+          actor: input.actor ?? 'hub',
+          action: 'publish',
+          resource: `version:${version.id}`,
+          outcome: 'allowed',
+          detail: {
+            stream: input.stream,
+            ...input.accessDetail,
+            sequence: version.sequence,
+            newChunks: fresh.length,
+          },
         });
         return {
           id: version.id,

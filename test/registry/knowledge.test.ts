@@ -124,6 +124,36 @@ describe.each(registryTargets())('knowledge versions ($name)', (target) => {
     expect(await findVersion(db.prisma, child.id)).toEqual(stored);
   });
 
+  it('logs each publication in the transaction that stores it: an unloggable one is not stored', async () => {
+    await ensureStream(db.prisma, 'logged');
+    const first = makeVersion('logged', null);
+    await publishVersion(db.prisma, first);
+    const entries = (await queryAccessLog(db.prisma, { resource: `version:${first.id}` })).entries;
+    expect(entries.map((e) => [e.action, e.outcome])).toEqual([['publish', 'allowed']]);
+    expect(entries[0]?.detail).toMatchObject({ stream: 'logged', sequence: 1 });
+
+    // A row squatting on the log's next sequence makes the append fail, as a full disk or
+    // a broken chain would: the version must go with it.
+    const head = await db.prisma.accessChainHead.findUniqueOrThrow({ where: { id: 1 } });
+    const squatter = await db.prisma.accessLogEntry.create({
+      data: {
+        sequence: head.sequence + 1n,
+        at: new Date(),
+        actor: 'test',
+        action: 'squat',
+        resource: 'test',
+        outcome: 'allowed',
+        prevHash: head.hash,
+        hash: randomBytes(32).toString('hex'),
+      },
+    });
+    const second = makeVersion('logged', first.id);
+    await expect(publishVersion(db.prisma, second)).rejects.toThrow();
+    expect(await findVersion(db.prisma, second.id)).toBeNull();
+    await db.prisma.accessLogEntry.delete({ where: { sequence: squatter.sequence } });
+    expect((await publishVersion(db.prisma, second)).sequence).toBe(2);
+  });
+
   it('returns each chunk’s exact bytes and hash', async () => {
     await ensureStream(db.prisma, 'chunks');
     const version = makeVersion('chunks', null, 3, 1024 * 1024 + 3);
