@@ -123,8 +123,10 @@ export interface TrainStudentOptions {
    */
   checkpointDir?: string;
   keepCheckpoint?: boolean;
-  /** Called after batches (at most every 200 ms) and after each epoch. */
+  /** Called after batches (at most every `progressIntervalMs`) and after each epoch. */
   onProgress?: (progress: TrainingProgress) => void;
+  /** Least time between two batch reports to `onProgress`; default 200 ms, 0 for every batch. */
+  progressIntervalMs?: number;
   /**
    * Stops training at the next mini-batch once aborted: the call then rejects with the
    * signal's reason and the student built here is freed (a node shutting down, or a
@@ -525,7 +527,8 @@ export async function trainStudent(
         rowsSeen += batch.transferRows + batch.ownRows;
         if (
           options.onProgress &&
-          performance.now() - lastProgress >= STUDENT_DEFAULTS.progressIntervalMs
+          performance.now() - lastProgress >=
+            (options.progressIntervalMs ?? STUDENT_DEFAULTS.progressIntervalMs)
         ) {
           lastProgress = performance.now();
           const ms = trainingMs + (lastProgress - epochStarted);
