@@ -7,6 +7,7 @@ import { participantCommand } from './commands/participant.js';
 import { queryCommand } from './commands/query.js';
 import { pkiCommand } from './commands/pki.js';
 import { grantCommand } from './commands/grant.js';
+import { streamCommand } from './commands/stream.js';
 import { splitCommand } from './commands/split.js';
 import { studentsCommand } from './commands/students.js';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .addCommand(queryCommand())
     .addCommand(pkiCommand())
     .addCommand(grantCommand())
+    .addCommand(streamCommand())
     .addCommand(auditCommand())
     .addCommand(demoCommand())
     .addCommand(splitCommand())

@@ -311,6 +311,74 @@ describe('the operator CLI against the hub', () => {
     );
     expect(revoked.certificate).toMatchObject({ status: 'revoked', revokedReason: 'test' });
   }, 90_000);
+
+  it('lists, deprecates and rolls back versions of a stream', async () => {
+    const dir = t.fixture.dir;
+    const tokenFile = join(dir, 'stream-operator.jwt');
+    await writeFile(tokenFile, operator);
+    const conn = ['--hub-url', t.baseUrl, '--ca-cert', t.fixture.pki.caCert];
+    const cli = async (...args: string[]) =>
+      JSON.parse((await run('node', ['bin/distillery.js', ...args])).stdout);
+    const publish = () =>
+      t.hub.publisher.publish({
+        stream: 'default',
+        epochs: 1,
+        temperature: 4,
+        hiddenLayers: [],
+        actor: 'test',
+      });
+    const v1 = (await publish()).version;
+    const v2 = (await publish()).version;
+
+    const versions = await cli('stream', 'versions', ...conn, '--token', auditor);
+    expect(versions.versions.map((v: { id: string }) => v.id)).toEqual(
+      expect.arrayContaining([v1.id, v2.id]),
+    );
+    await cli(
+      'stream',
+      'deprecate',
+      v2.id,
+      '--reason',
+      'bad run',
+      ...conn,
+      '--token-file',
+      tokenFile,
+    );
+    const before = await cli('stream', 'events', ...conn, '--token', auditor);
+    const last = before.events.at(-1);
+    expect(last).toMatchObject({ event: 'deprecated', versionId: v2.id, currentVersionId: v1.id });
+
+    const v3 = (await publish()).version;
+    await cli('stream', 'rollback', '--to', v1.id, ...conn, '--token-file', tokenFile);
+    const after = await cli(
+      'stream',
+      'events',
+      '--after',
+      String(last.sequence),
+      ...conn,
+      '--token',
+      auditor,
+    );
+    expect(after.events.map((e: { event: string }) => e.event)).toEqual([
+      'published',
+      'rolled_back',
+    ]);
+    expect(after.events[1]).toMatchObject({ versionId: v1.id, currentVersionId: v1.id });
+    expect(after.events[0].versionId).toBe(v3.id);
+
+    // A version id that is not one is refused before any call is made.
+    await expect(
+      run('node', [
+        'bin/distillery.js',
+        'stream',
+        'deprecate',
+        'nope',
+        ...conn,
+        '--token',
+        auditor,
+      ]),
+    ).rejects.toMatchObject({ stderr: expect.stringContaining('64 lowercase hex digits') });
+  }, 180_000);
 });
 
 describe('an exported log verified offline', () => {
