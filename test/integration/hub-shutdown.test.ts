@@ -15,6 +15,7 @@ import {
   fixtureHubOptions,
   type FederationFixture,
 } from '../helpers/federation.js';
+import { until } from '../helpers/wait.js';
 
 /** A hub's log lines, parsed, as they are written. */
 function logSink() {
@@ -28,14 +29,6 @@ function logSink() {
     },
   });
   return { lines, stream };
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1200; i++) {
-    if (check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe('a hub closed during a publication', () => {
@@ -89,7 +82,11 @@ describe('a hub closed during a publication', () => {
         () => 'published',
         (err: unknown) => err,
       );
-    await until(() => lines.some((l) => l.msg === 'teacher epoch'), 'the first teacher epoch');
+    await until(
+      () => lines.some((l) => l.msg === 'teacher epoch'),
+      60_000,
+      'the first teacher epoch',
+    );
 
     await hub.close();
     const outcome = await publishing;
@@ -131,7 +128,11 @@ describe('a hub closed during a publication', () => {
       path: '/v1/streams/default/versions',
       body: { epochs: 1000, fresh: true, hiddenLayers: ['hidden_1'] },
     });
-    await until(() => lines.some((l) => l.msg === 'teacher epoch'), 'the first teacher epoch');
+    await until(
+      () => lines.some((l) => l.msg === 'teacher epoch'),
+      60_000,
+      'the first teacher epoch',
+    );
     await hub.close();
     const res = await answer;
     expect(res.status).toBe(503);

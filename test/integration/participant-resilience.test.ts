@@ -32,16 +32,9 @@ import {
   fixtureParticipantOptions,
   type FederationFixture,
 } from '../helpers/federation.js';
+import { until } from '../helpers/wait.js';
 
 const logger = silentLogger();
-
-async function until(predicate: () => boolean | Promise<boolean>, ms: number, what: string) {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('a participant given a version it cannot distil', () => {
   let fixture: FederationFixture;
