@@ -1,6 +1,6 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { fail } from '../shared/errors.js';
-import { chunkSpans, type KnowledgeManifest } from '../shared/knowledge/manifest.js';
+import { spansOfTensors, type KnowledgeManifest } from '../shared/knowledge/manifest.js';
 import type { Chunk } from '../shared/transport/proto.js';
 import type { RegistryDb } from '../registry/database.js';
 import { readChunk } from '../registry/knowledge.js';
@@ -51,16 +51,7 @@ export function planChunks(
       });
     }
   }
-  const chosen = manifest.tensors.filter((t) => selection.tensors.includes(t.name));
-  const spans = chunkSpans(manifest);
-  const keep = new Set<number>();
-  for (const span of spans) {
-    // Format 1 chunks can straddle tensors: keep every chunk overlapping a chosen one.
-    const overlaps = chosen.some(
-      (t) => span.offset < t.offset + t.byteLength && t.offset < span.offset + span.length,
-    );
-    if (overlaps) keep.add(span.index);
-  }
+  const keep = new Set(spansOfTensors(manifest, selection.tensors).map((span) => span.index));
   return wanted.filter((index) => keep.has(index));
 }
 

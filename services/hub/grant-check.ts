@@ -59,6 +59,16 @@ export function grantReleasesFullStates(grant: Pick<Grant, 'policy'>): boolean {
   );
 }
 
+/** The refusal of a download under grants whose release policies all limit the states. */
+function queryModeOnly(participant: string, stream: string, sequence: number | undefined) {
+  return fail('GRANT_DENIED', {
+    participant,
+    what:
+      `the full states of version ${sequence} of stream "${stream}": the grant's release ` +
+      'policy limits what is released, so it answers through query mode only',
+  });
+}
+
 function grantCoversTensor(
   grant: Pick<Grant, 'kinds' | 'layers' | 'policy'>,
   tensor: RequestedTensor,
@@ -92,10 +102,7 @@ export function checkAccess(question: AccessQuestion) {
   const allowing = inRange.find((g) => tensors.every((t) => grantCoversTensor(g, t)));
   if (allowing) return allowing;
   if (tensors.length > 0 && inRange.every((g) => !grantReleasesFullStates(g))) {
-    throw fail('GRANT_DENIED', {
-      participant,
-      what: `the full states of version ${sequence} of stream "${stream}": the grant's release policy limits what is released, so it answers through query mode only`,
-    });
+    throw queryModeOnly(participant, stream, sequence);
   }
   const uncovered = tensors.find((t) => !inRange.some((g) => grantCoversTensor(g, t)));
   const what = uncovered
@@ -129,10 +136,7 @@ export function grantedTensors(question: AccessQuestion): RequestedTensor[] {
   }
   if (best.length === 0 && question.tensors.length > 0) {
     if (candidates.length > 0 && candidates.every((g) => !grantReleasesFullStates(g))) {
-      throw fail('GRANT_DENIED', {
-        participant,
-        what: `the full states of version ${sequence} of stream "${stream}": the grant's release policy limits what is released, so it answers through query mode only`,
-      });
+      throw queryModeOnly(participant, stream, sequence);
     }
     throw fail('GRANT_DENIED', {
       participant,

@@ -7,6 +7,7 @@ import type { Logger } from '../shared/logger.js';
 import {
   chunkSpans,
   parseManifest,
+  spansOfTensors,
   type ChunkSpan,
   type KnowledgeManifest,
 } from '../shared/knowledge/manifest.js';
@@ -121,17 +122,13 @@ export async function downloadVersion(
   }
 }
 
-/**
- * The chunks holding `tensors` (all chunks when none are named). Format 1 chunks can
- * straddle two tensors, so there every chunk overlapping a named tensor is kept.
- */
+/** The chunks holding `tensors`, every chunk when none are named. */
 function selectSpans(
   versionId: string,
   manifest: KnowledgeManifest,
   tensors: readonly string[] | undefined,
 ): ChunkSpan[] {
-  const spans = chunkSpans(manifest);
-  if (!tensors) return spans;
+  if (!tensors) return chunkSpans(manifest);
   const known = new Set(manifest.tensors.map((t) => t.name));
   const unknown = tensors.find((name) => !known.has(name));
   if (unknown !== undefined) {
@@ -140,14 +137,7 @@ function selectSpans(
       detail: `the version has no tensor "${unknown}"`,
     });
   }
-  const chosen = manifest.tensors.filter((t) => tensors.includes(t.name));
-  return spans.filter((span) =>
-    span.tensor !== null
-      ? tensors.includes(span.tensor)
-      : chosen.some(
-          (t) => span.offset < t.offset + t.byteLength && t.offset < span.offset + span.length,
-        ),
-  );
+  return spansOfTensors(manifest, tensors);
 }
 
 /** The chunks the store lacks, one per distinct hash, in index order. */

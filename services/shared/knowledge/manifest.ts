@@ -237,3 +237,17 @@ export function chunkSpans(manifest: KnowledgeManifest): ChunkSpan[] {
   });
   return spans;
 }
+
+/**
+ * The chunks holding the tensors named, in index order. A format 2 chunk belongs to one
+ * tensor; a format 1 chunk can straddle two, so every chunk overlapping a named tensor is
+ * kept. Names the manifest lacks select nothing: callers check them and say so.
+ */
+export function spansOfTensors(manifest: KnowledgeManifest, names: readonly string[]): ChunkSpan[] {
+  const chosen = manifest.tensors.filter((t) => names.includes(t.name));
+  return chunkSpans(manifest).filter((span) =>
+    chosen.some(
+      (t) => span.offset < t.offset + t.byteLength && t.offset < span.offset + span.length,
+    ),
+  );
+}
